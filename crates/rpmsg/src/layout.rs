@@ -1,0 +1,243 @@
+//! Where the rings and buffers lie in shared memory.
+//!
+//! Two sources of truth, as the peers have them:
+//!
+//! * **RPMsg-Lite layout** ([`LiteConfig`]): no resource table. Both vrings at the start of the
+//!   region, vring 1 one `vring_size` slot after vring 0, then `2 × buffer_count` buffers
+//!   (vring 0's receive buffers first, then vring 1's transmit buffers), exactly what
+//!   `rpmsg_lite_master_init` lays out (wire.md 9.4). Both sides must agree on alignment, slot
+//!   size, count and buffer size, as RPMsg-Lite's compile-time constants do.
+//! * **Resource-table layout** ([`RscConfig`]): a remoteproc resource table in the region holds a
+//!   vdev entry whose vrings give address, alignment, size and notify id (Linux remoteproc,
+//!   OpenAMP). The driver side owns the buffer pool and says where it is.
+//!
+//! Offsets here are region offsets: the region is the shared memory block, starting where
+//! RPMsg-Lite's `shmem_addr` would.
+
+use crate::error::Error;
+use crate::shm::SharedRegion;
+use crate::wire::rsc::{ResourceTable, VIRTIO_ID_RPMSG, VdevInfo};
+use crate::wire::vring::{VringLayout, align_up, lite_vring_slot_size};
+
+/// The RPMsg-Lite static layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiteConfig {
+    /// RPMsg-Lite link id; queue notify ids are `(link_id << 1) | q`.
+    pub link_id: u32,
+    /// `VRING_ALIGN` (0x10 on MCU ports, 0x1000 when Linux shares the layout).
+    pub vring_align: usize,
+    /// `VRING_SIZE`: the slot each vring occupies (computed on MCU ports, 0x8000 on i.MX8M).
+    pub vring_size: usize,
+    /// `RL_BUFFER_COUNT`: buffers per direction, which is also each vring's `num`.
+    pub buffer_count: u16,
+    /// `RL_BUFFER_SIZE`: header plus payload, a multiple of 4.
+    pub buffer_size: u32,
+}
+
+impl LiteConfig {
+    /// RPMsg-Lite's defaults: 2 buffers per direction of 496 payload bytes, vring alignment 0x10.
+    pub const DEFAULT: Self = Self::new(2, 496, 0x10);
+
+    /// A layout with `count` buffers per direction of `payload` bytes each, vrings aligned to
+    /// `align`, and the slot size MCU ports compute (`VRING_DESC_SIZE + VRING_AVAIL_SIZE +
+    /// VRING_USED_SIZE`, each rounded to `align`).
+    pub const fn new(count: u16, payload: u32, align: usize) -> Self {
+        let slot = match lite_vring_slot_size(count, align) {
+            Some(s) => s,
+            None => 0,
+        };
+        Self {
+            link_id: 0,
+            vring_align: align,
+            vring_size: slot,
+            buffer_count: count,
+            buffer_size: (payload + 16 + 3) & !3,
+        }
+    }
+
+    /// The same with a fixed `VRING_SIZE` slot (e.g. 0x8000 on i.MX8M with `VRING_ALIGN` 0x1000).
+    pub const fn with_vring_size(mut self, size: usize) -> Self {
+        self.vring_size = size;
+        self
+    }
+
+    /// The same on another RPMsg-Lite link id.
+    pub const fn with_link_id(mut self, id: u32) -> Self {
+        self.link_id = id;
+        self
+    }
+
+    /// Region offsets of vring 0, vring 1 and the buffer area.
+    pub const fn offsets(&self) -> (usize, usize, usize) {
+        let buffers = match align_up(2 * self.vring_size, 4) {
+            Some(b) => b,
+            None => usize::MAX,
+        };
+        (0, self.vring_size, buffers)
+    }
+
+    /// Bytes of shared memory the layout needs.
+    pub const fn region_len(&self) -> usize {
+        let (_, _, buffers) = self.offsets();
+        buffers + 2 * self.buffer_count as usize * self.buffer_size as usize
+    }
+
+    /// Region offset of buffer `j` (`j < count`: vring 0 receive buffers, then vring 1's).
+    pub const fn buffer(&self, j: usize) -> usize {
+        self.offsets().2 + j * self.buffer_size as usize
+    }
+
+    /// Checks the geometry and returns the vring layout both rings use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the count is not a power of two, the alignment is below 16 (where
+    /// RPMsg-Lite places the used ring differently), a ring does not fit its slot, a buffer
+    /// cannot hold a header, or the region is too small.
+    pub fn validate(&self, region_len: usize) -> Result<VringLayout, Error> {
+        let l = VringLayout::new(self.buffer_count, self.vring_align)
+            .map_err(|_| Error::Config("RPMsg-Lite buffer count must be a power of two and vring alignment a power of two >= 16"))?;
+        if l.size > self.vring_size {
+            return Err(Error::Config("the vring does not fit in vring_size"));
+        }
+        if self.buffer_size < 16 || self.buffer_size % 4 != 0 {
+            return Err(Error::Config(
+                "buffer size must be a multiple of 4 and hold the 16-byte header",
+            ));
+        }
+        if self.vring_size % 16 != 0 {
+            return Err(Error::Config("vring_size must be a multiple of 16"));
+        }
+        if self.region_len() > region_len {
+            return Err(Error::Config(
+                "shared region too small for the RPMsg-Lite layout",
+            ));
+        }
+        Ok(l)
+    }
+}
+
+impl Default for LiteConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The resource-table layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RscConfig {
+    /// Region offset of the resource table.
+    pub table_offset: usize,
+    /// Its length in bytes (at most [`RscConfig::MAX_TABLE_LEN`]).
+    pub table_len: usize,
+    /// Driver side: where to place each vring whose `da` is `FW_RSC_ADDR_ANY` (region offsets).
+    pub vring_offsets: [Option<usize>; 2],
+    /// Driver side: region offset of the buffer pool (receive buffers first, then transmit).
+    pub pool_offset: usize,
+    /// Driver side: bytes per buffer (512 as Linux).
+    pub buffer_size: u32,
+    /// Driver side: most buffers per direction (Linux posts `min(num, 256)`).
+    pub max_buffers: u16,
+}
+
+impl RscConfig {
+    /// Largest table we read (it is copied to the stack to be parsed).
+    pub const MAX_TABLE_LEN: usize = 1024;
+
+    /// A table at `table_offset` of `table_len` bytes, with Linux's buffer defaults.
+    pub const fn new(table_offset: usize, table_len: usize) -> Self {
+        Self {
+            table_offset,
+            table_len,
+            vring_offsets: [None, None],
+            pool_offset: 0,
+            buffer_size: 512,
+            max_buffers: 256,
+        }
+    }
+
+    /// Reads the table out of the region and finds its rpmsg vdev.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the table is too long, absent, malformed or has no rpmsg vdev.
+    pub fn read_vdev(&self, region: &SharedRegion<'_>) -> Result<VdevInfo, Error> {
+        let mut buf = [0u8; Self::MAX_TABLE_LEN];
+        let dst = buf
+            .get_mut(..self.table_len)
+            .ok_or(Error::Config("resource table longer than 1024 bytes"))?;
+        region
+            .copy_out(self.table_offset, dst)
+            .map_err(|_| Error::Config("resource table lies outside the shared region"))?;
+        let table = ResourceTable::new_checked(&*dst)
+            .map_err(|_| Error::Config("resource table header is malformed"))?;
+        let vdev = table
+            .find_vdev(VIRTIO_ID_RPMSG)
+            .map_err(|_| Error::Config("resource table entry is malformed"))?
+            .ok_or(Error::Config("resource table has no rpmsg vdev (id 7)"))?;
+        vdev.check_rpmsg()
+            .map_err(|_| Error::Config("rpmsg vdev has invalid vrings"))?;
+        Ok(vdev)
+    }
+
+    /// Region offset of a vdev field (see `wire::rsc::vdev_field`).
+    pub fn vdev_field(&self, vdev: &VdevInfo, field: usize) -> usize {
+        self.table_offset + vdev.offset + field
+    }
+}
+
+/// Which layout a link uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutConfig {
+    /// RPMsg-Lite's static layout.
+    Lite(LiteConfig),
+    /// A remoteproc resource table.
+    RscTable(RscConfig),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpmsg_lite_default_offsets_match_master_init() {
+        // rpmsg_lite_master_init with RL_BUFFER_COUNT 2, RL_BUFFER_PAYLOAD_SIZE 496 and an MCU
+        // VRING_ALIGN 0x10: VRING_SIZE = 32 + 16 + 32 = 80, vring1 at +80,
+        // sh_mem_base = align4(shmem + 2 * 80) = +160, buffers of 512 bytes.
+        let c = LiteConfig::DEFAULT;
+        assert_eq!(c.vring_size, 80);
+        assert_eq!(c.buffer_size, 512);
+        assert_eq!(c.offsets(), (0, 80, 160));
+        assert_eq!(
+            [c.buffer(0), c.buffer(1), c.buffer(2), c.buffer(3)],
+            [160, 672, 1184, 1696]
+        );
+        assert_eq!(c.region_len(), 2208);
+        let l = c.validate(2208).unwrap();
+        // Inside each ring: descriptors at 0, avail at 32, used at 48.
+        assert_eq!((l.avail, l.used), (32, 48));
+        assert!(c.validate(2207).is_err());
+    }
+
+    #[test]
+    fn imx8m_linux_compatible_offsets() {
+        // i.MX8M: VRING_ALIGN 0x1000, VRING_SIZE 0x8000, RL_BUFFER_COUNT 256.
+        let c = LiteConfig::new(256, 496, 0x1000).with_vring_size(0x8000);
+        assert_eq!(c.offsets(), (0, 0x8000, 0x10000));
+        assert_eq!(c.buffer(256), 0x10000 + 256 * 512);
+        let l = c.validate(c.region_len()).unwrap();
+        assert_eq!((l.avail, l.used), (4096, 8192));
+    }
+
+    #[test]
+    fn refuses_bad_lite_geometry() {
+        assert!(LiteConfig::new(3, 496, 0x10).validate(1 << 20).is_err());
+        assert!(LiteConfig::new(4, 496, 8).validate(1 << 20).is_err());
+        assert!(
+            LiteConfig::new(256, 496, 0x1000)
+                .with_vring_size(0x1000)
+                .validate(1 << 24)
+                .is_err()
+        );
+    }
+}

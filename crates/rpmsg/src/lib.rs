@@ -1,0 +1,98 @@
+//! # rpmsg: Remote Processor Messaging in Rust
+//!
+//! RPMsg lets two cores of one chip talk through shared memory: two virtio split virtqueues, a
+//! pool of fixed-size buffers, a 16-byte message header, endpoints with 32-bit addresses and a
+//! name service on address 53. This crate speaks it byte for byte like the Linux kernel
+//! (`virtio_rpmsg_bus`), OpenAMP and NXP RPMsg-Lite, in both roles, with no allocator and no
+//! global state, and it treats the other core as untrusted: every index, length and address it
+//! writes is checked before use.
+//!
+//! ## Layers, bottom up
+//!
+//! * [`shm`]: the only module with `unsafe`: a [`SharedRegion`] with bounds-checked atomic
+//!   field access, byte copies and fences.
+//! * [`wire`]: validated views of the rpmsg header, the name-service message, the vring
+//!   descriptor and the remoteproc resource table.
+//! * [`virtqueue`]: the split ring, both sides ([`virtqueue::DriverQueue`],
+//!   [`virtqueue::DeviceQueue`]), with peer faults reported as [`Violation`]s.
+//! * [`layout`]: where rings and buffers lie (RPMsg-Lite's static layout or a resource table).
+//! * [`link`]: one connection ([`Link`]) in [`Role::Driver`] or [`Role::Device`]: link-up,
+//!   dispatch, sending, shutdown, counters.
+//! * [`endpoint`], [`ns`], [`buffer`]: endpoints, the name service, zero-copy buffers.
+//! * [`port`]: the traits a chip ([`Platform`]) and an environment ([`Environment`]) implement.
+//!
+//! ## Example
+//!
+//! Two "cores" in one test: a driver and a device over one region, with RPMsg-Lite's layout.
+//!
+//! ```
+//! use rpmsg::{Config, EndpointConfig, LinearMap, LiteConfig, Link, Role, SharedRegion, Timeout};
+//! use rpmsg::testing::{Loopback, TestEnv, TestMemory};
+//!
+//! let mut mem = TestMemory::new(LiteConfig::DEFAULT.region_len());
+//! let region = mem.region();
+//! let lite = LiteConfig::DEFAULT;
+//! let driver: Link<_, _, 2> = Link::new(region, Loopback::new(region), TestEnv::new(), Config::lite(Role::Driver, lite))?;
+//! let device: Link<_, _, 2> = Link::new(region, Loopback::new(region), TestEnv::new(), Config::lite(Role::Device, lite))?;
+//! device.start()?;
+//! driver.start()?;
+//! device.wait_link_up(Timeout::Forever)?;
+//!
+//! let host = driver.create_endpoint(EndpointConfig::new().addr(1024))?;
+//! let remote = device.create_endpoint(EndpointConfig::new().addr(30).queue(2))?;
+//! host.send_to(30, b"hello")?;
+//! let mut buf = [0u8; 496];
+//! let (n, src) = remote.recv(&mut buf, Timeout::Forever)?;
+//! assert_eq!((&buf[..n], src), (&b"hello"[..], 1024));
+//! # Ok::<(), rpmsg::Error>(())
+//! ```
+//!
+//! ## C names
+//!
+//! | Linux / OpenAMP / RPMsg-Lite | rpmsg |
+//! |---|---|
+//! | `rpmsg_lite_master_init`, `rpmsg_init_vdev` (host) | [`Link::new`] + [`Link::start`] in [`Role::Driver`] |
+//! | `rpmsg_lite_remote_init`, `rpmsg_init_vdev` (remote) | the same in [`Role::Device`] |
+//! | `rpmsg_lite_wait_for_link_up`, `rpmsg_lite_is_link_up` | [`Link::wait_link_up`], [`Link::is_up`] |
+//! | `rpmsg_create_ept`, `rpmsg_lite_create_ept` | [`Link::create_endpoint`] |
+//! | `rpmsg_destroy_ept`, `rpmsg_lite_destroy_ept` | [`Endpoint::destroy`] |
+//! | `rpmsg_send`, `rpmsg_sendto`, `rpmsg_send_offchannel` | [`Endpoint::send`], [`Endpoint::send_to`], [`Endpoint::send_offchannel`] |
+//! | `rpmsg_trysend*` | [`Endpoint::try_send`], [`Endpoint::try_send_to`], [`Endpoint::try_send_offchannel`] |
+//! | `rpmsg_lite_send(.., timeout)` | [`Endpoint::send_to_timeout`] |
+//! | `rpmsg_get_tx_payload_buffer`, `rpmsg_lite_alloc_tx_buffer` | [`Endpoint::alloc_tx`] |
+//! | `rpmsg_send_nocopy`, `rpmsg_lite_send_nocopy` | [`TxBuffer::send`], [`TxBuffer::send_to`] |
+//! | `rpmsg_release_tx_buffer` | drop the [`TxBuffer`] |
+//! | `rpmsg_hold_rx_buffer`, `RL_HOLD` | [`RxBuffer::into_held`] |
+//! | `rpmsg_release_rx_buffer`, `rpmsg_lite_release_rx_buffer` | drop the [`RxBuffer`], [`Link::release_held`] |
+//! | `rpmsg_queue_recv`, `rpmsg_queue_recv_nocopy` | [`Endpoint::recv`], [`Endpoint::recv_zero_copy`] |
+//! | `rpmsg_ns_bind`, `ns_bind_cb` | [`Link::set_ns_handler`] |
+//! | `rpmsg_ns_announce` | [`EndpointConfig::announce`], [`Link::ns_announce`] |
+//! | `rpmsg_get_mtu`, `rpmsg_get_tx_buffer_size` | [`Link::mtu`], [`TxBuffer::capacity`] |
+//! | `rpmsg_lite_deinit`, `rpmsg_deinit_vdev` | [`Link::shutdown`] |
+
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+pub mod buffer;
+pub mod endpoint;
+pub mod error;
+pub mod layout;
+pub mod link;
+pub mod ns;
+pub mod port;
+pub mod shm;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
+pub mod virtqueue;
+pub mod wire;
+
+pub use buffer::{HeldRx, RxBuffer, TxBuffer, TxError};
+pub use endpoint::{Endpoint, EndpointConfig, RxHandler, RxMode};
+pub use error::Error;
+pub use layout::{LayoutConfig, LiteConfig, RscConfig};
+pub use link::{Config, Link, LinkStats, Role};
+pub use ns::{Announcement, NsCallbacks, NsHandler, NsKind, NsQueue};
+pub use port::{AddressMap, Environment, Instant, LinearMap, Platform, SegmentMap, Timeout};
+pub use shm::SharedRegion;
+pub use virtqueue::Violation;
+pub use wire::rpmsg::{RPMSG_ADDR_ANY, RPMSG_NS_ADDR};

@@ -1,0 +1,586 @@
+//! The split virtqueue, both sides: [`DriverQueue`] (adds buffers to the available ring, takes
+//! them back from the used ring) and [`DeviceQueue`] (takes buffers from the available ring,
+//! returns them on the used ring).
+//!
+//! Indices are free-running `u16` counters that wrap; a slot is `idx & (num - 1)`. Every number the
+//! peer writes (its ring index, a head id, a used id) is read once into a local, checked, and only
+//! then used: an index that runs ahead by more than the queue size, an id out of range, or an id
+//! that is not outstanding becomes a [`Violation`]; nothing the peer writes can make us index
+//! outside the ring or the region (the region's accessors check every offset again).
+//!
+//! Fences follow wire.md section 3.7: the producer writes the slot, issues a release fence, then
+//! bumps the index; the consumer reads the index, issues an acquire fence, then reads the slot and
+//! the buffer. A full fence separates our index store from reading the peer's suppression flag.
+//!
+//! Capacity `N` bounds the queue size we accept (`num <= N`); it sizes the per-descriptor
+//! bookkeeping, so a 2-entry MCU link pays for 2 entries, not 256.
+
+use crate::shm::{AccessError, SharedRegion, fence};
+use crate::wire::vring::{
+    VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY, VringLayout, avail, used,
+};
+use core::fmt;
+
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+/// A fault of the peer found in the rings. Each names the offending values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Violation {
+    /// The peer's ring index ran ahead of ours by more than the queue holds.
+    IndexJump {
+        /// Index the peer published.
+        idx: u16,
+        /// Our consumer position.
+        shadow: u16,
+        /// Queue size.
+        num: u16,
+    },
+    /// A head or used id not below the queue size.
+    IdOutOfRange {
+        /// The id found.
+        id: u32,
+        /// Queue size.
+        num: u16,
+    },
+    /// The device returned a descriptor we had not made available (or returned it twice).
+    NotOutstanding {
+        /// The id found.
+        id: u16,
+    },
+    /// The driver made available a descriptor the device still holds.
+    AlreadyHeld {
+        /// The head found.
+        id: u16,
+    },
+    /// A descriptor points outside shared memory.
+    BadAddress {
+        /// Peer address found.
+        addr: u64,
+        /// Length found.
+        len: u32,
+    },
+    /// A descriptor is chained or indirect; RPMsg uses one descriptor per message.
+    Chained {
+        /// The head.
+        id: u16,
+        /// Its flags.
+        flags: u16,
+    },
+    /// A message header claims more payload than its buffer holds.
+    LengthTooLarge {
+        /// Payload length the header claims.
+        len: u32,
+        /// Payload bytes the buffer holds.
+        cap: u32,
+    },
+    /// A ring or buffer lies outside the region.
+    OutOfRegion(AccessError),
+    /// A resource-table field the peer writes holds something impossible.
+    BadTable(crate::wire::Error),
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::IndexJump { idx, shadow, num } => write!(
+                f,
+                "peer ring index {idx} runs {} entries ahead of {shadow}, more than the {num} the queue holds",
+                idx.wrapping_sub(shadow)
+            ),
+            Self::IdOutOfRange { id, num } => {
+                write!(f, "descriptor id {id} is out of range for a queue of {num}")
+            }
+            Self::NotOutstanding { id } => {
+                write!(
+                    f,
+                    "descriptor {id} returned by the peer was not outstanding"
+                )
+            }
+            Self::AlreadyHeld { id } => {
+                write!(f, "descriptor {id} made available again while still held")
+            }
+            Self::BadAddress { addr, len } => {
+                write!(
+                    f,
+                    "buffer at {addr:#x} ({len} bytes) lies outside shared memory"
+                )
+            }
+            Self::Chained { id, flags } => {
+                write!(
+                    f,
+                    "descriptor {id} has flags {flags:#x}: chained or indirect buffers are not rpmsg"
+                )
+            }
+            Self::LengthTooLarge { len, cap } => {
+                write!(
+                    f,
+                    "message claims {len} payload bytes in a buffer that holds {cap}"
+                )
+            }
+            Self::OutOfRegion(e) => write!(f, "ring access outside shared memory: {e}"),
+            Self::BadTable(e) => write!(f, "invalid resource table: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for Violation {}
+
+impl From<AccessError> for Violation {
+    fn from(e: AccessError) -> Self {
+        Self::OutOfRegion(e)
+    }
+}
+
+/// One vring placed in the region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vring {
+    /// Region offset of the descriptor table (the ring's start).
+    pub base: usize,
+    /// Where the parts lie relative to `base`.
+    pub layout: VringLayout,
+}
+
+impl Vring {
+    /// Places a ring of `layout` at region offset `base`.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError`] when the ring does not fit in `region` or `base` is not 16-byte aligned.
+    pub fn new(
+        region: &SharedRegion<'_>,
+        base: usize,
+        layout: VringLayout,
+    ) -> Result<Self, AccessError> {
+        if base % 16 != 0 || !region.contains(base, layout.size) {
+            return Err(AccessError {
+                offset: base,
+                len: layout.size,
+                region_len: region.len(),
+            });
+        }
+        Ok(Self { base, layout })
+    }
+
+    /// Queue size.
+    pub fn num(&self) -> u16 {
+        self.layout.num
+    }
+
+    fn mask(&self) -> u16 {
+        self.layout.num - 1
+    }
+
+    /// Region offset of descriptor `i`.
+    pub fn desc(&self, i: u16) -> usize {
+        self.base + self.layout.desc(i)
+    }
+
+    fn avail(&self, field: usize) -> usize {
+        self.base + self.layout.avail + field
+    }
+
+    fn used(&self, field: usize) -> usize {
+        self.base + self.layout.used + field
+    }
+
+    /// Region range of the available ring (for cache maintenance).
+    pub fn avail_range(&self) -> (usize, usize) {
+        (
+            self.base + self.layout.avail,
+            6 + 2 * usize::from(self.layout.num),
+        )
+    }
+
+    /// Region range of the used ring (for cache maintenance).
+    pub fn used_range(&self) -> (usize, usize) {
+        (
+            self.base + self.layout.used,
+            6 + 8 * usize::from(self.layout.num),
+        )
+    }
+
+    /// Writes descriptor `i`.
+    pub fn write_desc(
+        &self,
+        r: &SharedRegion<'_>,
+        i: u16,
+        addr: u64,
+        len: u32,
+        flags: u16,
+    ) -> Result<(), AccessError> {
+        let d = self.desc(i);
+        r.write_u64(d, addr)?;
+        r.write_u32(d + 8, len)?;
+        r.write_u16(d + 12, flags)?;
+        // `next` is meaningless without NEXT; keep the `i + 1` chain other peers leave there.
+        r.write_u16(d + 14, i.wrapping_add(1) & self.mask())
+    }
+
+    /// Reads descriptor `i`: (addr, len, flags).
+    pub fn read_desc(&self, r: &SharedRegion<'_>, i: u16) -> Result<(u64, u32, u16), AccessError> {
+        let d = self.desc(i);
+        Ok((r.read_u64(d)?, r.read_u32(d + 8)?, r.read_u16(d + 12)?))
+    }
+
+    /// Zeroes the whole ring (the driver does this before first use).
+    pub fn zero(&self, r: &SharedRegion<'_>) -> Result<(), AccessError> {
+        r.fill(self.base, self.layout.size, 0)
+    }
+
+    /// Reads `avail.idx` as it is in memory.
+    pub fn avail_idx(&self, r: &SharedRegion<'_>) -> Result<u16, AccessError> {
+        r.read_u16(self.avail(avail::IDX))
+    }
+
+    /// Reads `used.idx` as it is in memory.
+    pub fn used_idx(&self, r: &SharedRegion<'_>) -> Result<u16, AccessError> {
+        r.read_u16(self.used(used::IDX))
+    }
+}
+
+/// Per-descriptor bookkeeping: is it with the peer right now?
+#[derive(Debug, Clone, Copy)]
+struct Outstanding<const N: usize> {
+    bits: [bool; N],
+    count: u16,
+}
+
+impl<const N: usize> Outstanding<N> {
+    const fn new() -> Self {
+        Self {
+            bits: [false; N],
+            count: 0,
+        }
+    }
+
+    fn get(&self, i: u16) -> bool {
+        self.bits.get(usize::from(i)).copied().unwrap_or(false)
+    }
+
+    fn set(&mut self, i: u16, v: bool) {
+        if let Some(b) = self.bits.get_mut(usize::from(i)) {
+            if *b != v {
+                self.count = if v {
+                    self.count.wrapping_add(1)
+                } else {
+                    self.count.wrapping_sub(1)
+                };
+            }
+            *b = v;
+        }
+    }
+}
+
+/// Why a queue could not be set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    /// The ring's size.
+    pub num: u16,
+    /// The capacity compiled in.
+    pub capacity: usize,
+}
+
+/// The driver side of one virtqueue.
+#[derive(Debug, Clone)]
+pub struct DriverQueue<const N: usize> {
+    ring: Vring,
+    avail_idx: u16,
+    last_used: u16,
+    out: Outstanding<N>,
+}
+
+impl<const N: usize> DriverQueue<N> {
+    /// A driver queue over `ring`, with private indices at 0 (call [`DriverQueue::reset`] on a
+    /// ring whose memory you have not just zeroed).
+    ///
+    /// # Errors
+    ///
+    /// [`TooLarge`] when `ring.num() > N`.
+    pub fn new(ring: Vring) -> Result<Self, TooLarge> {
+        if usize::from(ring.num()) > N {
+            return Err(TooLarge {
+                num: ring.num(),
+                capacity: N,
+            });
+        }
+        Ok(Self {
+            ring,
+            avail_idx: 0,
+            last_used: 0,
+            out: Outstanding::new(),
+        })
+    }
+
+    /// The ring.
+    pub fn ring(&self) -> &Vring {
+        &self.ring
+    }
+
+    /// Starts over on a ring that is all zeroes: indices 0, nothing outstanding.
+    pub fn reset(&mut self) {
+        self.avail_idx = 0;
+        self.last_used = 0;
+        self.out = Outstanding::new();
+    }
+
+    /// Descriptors the device holds now.
+    pub fn outstanding(&self) -> u16 {
+        self.out.count
+    }
+
+    /// Whether descriptor `id` is with the device.
+    pub fn is_outstanding(&self, id: u16) -> bool {
+        self.out.get(id)
+    }
+
+    /// Makes descriptor `id` (already written) available: slot, release fence, index.
+    ///
+    /// # Errors
+    ///
+    /// [`Violation::IdOutOfRange`] or [`Violation::AlreadyHeld`] on our own misuse (never the
+    /// peer's), [`Violation::OutOfRegion`] if the ring is not in the region.
+    pub fn publish(&mut self, r: &SharedRegion<'_>, id: u16) -> Result<(), Violation> {
+        if id >= self.ring.num() {
+            return Err(Violation::IdOutOfRange {
+                id: u32::from(id),
+                num: self.ring.num(),
+            });
+        }
+        if self.out.get(id) {
+            return Err(Violation::AlreadyHeld { id });
+        }
+        let slot = self.avail_idx & self.ring.mask();
+        r.write_u16(self.ring.avail(avail::ring(slot)), id)?;
+        // Release: the descriptor, the buffer and the slot are visible before the index that
+        // hands them over; pairs with the device's acquire after it reads `avail.idx`
+        // (virtio 1.2 section 2.7.13.3).
+        fence::release();
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        r.write_u16(self.ring.avail(avail::IDX), self.avail_idx)?;
+        self.out.set(id, true);
+        Ok(())
+    }
+
+    /// Whether the device wants a notification now (it did not set `VRING_USED_F_NO_NOTIFY`).
+    pub fn needs_notify(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
+        // Full fence: our `avail.idx` store is ordered before the `used.flags` load, so a device
+        // that clears NO_NOTIFY and then re-checks `avail.idx` cannot miss both (3.7 step 5).
+        fence::full();
+        Ok(r.read_u16(self.ring.used(used::FLAGS))? & VRING_USED_F_NO_NOTIFY == 0)
+    }
+
+    /// Asks the device not to interrupt us (`VRING_AVAIL_F_NO_INTERRUPT`), or to interrupt again.
+    pub fn set_no_interrupt(&self, r: &SharedRegion<'_>, on: bool) -> Result<(), Violation> {
+        r.write_u16(
+            self.ring.avail(avail::FLAGS),
+            if on { VRING_AVAIL_F_NO_INTERRUPT } else { 0 },
+        )?;
+        Ok(())
+    }
+
+    /// Whether the device has returned something we have not taken yet.
+    pub fn has_used(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
+        Ok(self.ring.used_idx(r)? != self.last_used)
+    }
+
+    /// Takes the next returned descriptor: `(id, used.len)`.
+    ///
+    /// A bad element (id out of range, not outstanding) is consumed and reported, so one bad
+    /// entry cannot wedge the queue; an index that ran ahead by more than `num` is reported
+    /// without consuming anything (nothing after it can be trusted).
+    ///
+    /// # Errors
+    ///
+    /// The [`Violation`] found.
+    pub fn pop_used(&mut self, r: &SharedRegion<'_>) -> Result<Option<(u16, u32)>, Violation> {
+        let idx = self.ring.used_idx(r)?;
+        let pending = idx.wrapping_sub(self.last_used);
+        if pending == 0 {
+            return Ok(None);
+        }
+        if pending > self.ring.num() {
+            return Err(Violation::IndexJump {
+                idx,
+                shadow: self.last_used,
+                num: self.ring.num(),
+            });
+        }
+        // Acquire: the element and the buffer are read after the index that published them;
+        // pairs with the device's release before its `used.idx` store.
+        fence::acquire();
+        let slot = self.last_used & self.ring.mask();
+        let id = r.read_u32(self.ring.used(used::id(slot)))?;
+        let len = r.read_u32(self.ring.used(used::len(slot)))?;
+        self.last_used = self.last_used.wrapping_add(1);
+        let id16 = match u16::try_from(id) {
+            Ok(i) if i < self.ring.num() => i,
+            _ => {
+                return Err(Violation::IdOutOfRange {
+                    id,
+                    num: self.ring.num(),
+                });
+            }
+        };
+        if !self.out.get(id16) {
+            return Err(Violation::NotOutstanding { id: id16 });
+        }
+        self.out.set(id16, false);
+        Ok(Some((id16, len)))
+    }
+}
+
+/// A buffer the device took from the available ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Popped {
+    /// Head descriptor id, to return on the used ring.
+    pub id: u16,
+    /// Peer address of the buffer (untranslated, unchecked).
+    pub addr: u64,
+    /// Buffer length as the descriptor says.
+    pub len: u32,
+    /// Descriptor flags.
+    pub flags: u16,
+}
+
+/// The device side of one virtqueue.
+#[derive(Debug, Clone)]
+pub struct DeviceQueue<const N: usize> {
+    ring: Vring,
+    last_avail: u16,
+    used_idx: u16,
+    held: Outstanding<N>,
+}
+
+impl<const N: usize> DeviceQueue<N> {
+    /// A device queue over `ring`. Call [`DeviceQueue::attach`] when the link comes up.
+    ///
+    /// # Errors
+    ///
+    /// [`TooLarge`] when `ring.num() > N`.
+    pub fn new(ring: Vring) -> Result<Self, TooLarge> {
+        if usize::from(ring.num()) > N {
+            return Err(TooLarge {
+                num: ring.num(),
+                capacity: N,
+            });
+        }
+        Ok(Self {
+            ring,
+            last_avail: 0,
+            used_idx: 0,
+            held: Outstanding::new(),
+        })
+    }
+
+    /// The ring.
+    pub fn ring(&self) -> &Vring {
+        &self.ring
+    }
+
+    /// Synchronises with a ring the driver has just set up: our avail position starts at 0 and
+    /// our used index continues from what is in memory (an RPMsg-Lite master pre-fills vring 1's
+    /// used ring, wire.md 13 #8).
+    pub fn attach(&mut self, r: &SharedRegion<'_>) -> Result<(), Violation> {
+        self.last_avail = 0;
+        self.used_idx = self.ring.used_idx(r)?;
+        self.held = Outstanding::new();
+        Ok(())
+    }
+
+    /// Descriptors we hold now.
+    pub fn held(&self) -> u16 {
+        self.held.count
+    }
+
+    /// Whether the driver has made something available we have not taken.
+    pub fn has_avail(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
+        Ok(self.ring.avail_idx(r)? != self.last_avail)
+    }
+
+    /// Takes the next available buffer and reads its descriptor once.
+    ///
+    /// A head out of range is consumed and reported (there is nothing to return); a head we
+    /// still hold is consumed and reported (returning it would return it twice). An index that
+    /// ran ahead by more than `num` is reported without consuming anything.
+    ///
+    /// # Errors
+    ///
+    /// The [`Violation`] found.
+    pub fn pop_avail(&mut self, r: &SharedRegion<'_>) -> Result<Option<Popped>, Violation> {
+        let idx = self.ring.avail_idx(r)?;
+        let pending = idx.wrapping_sub(self.last_avail);
+        if pending == 0 {
+            return Ok(None);
+        }
+        if pending > self.ring.num() {
+            return Err(Violation::IndexJump {
+                idx,
+                shadow: self.last_avail,
+                num: self.ring.num(),
+            });
+        }
+        // Acquire: the slot, descriptor and buffer are read after the index that published
+        // them; pairs with the driver's release before its `avail.idx` store.
+        fence::acquire();
+        let slot = self.last_avail & self.ring.mask();
+        let id = r.read_u16(self.ring.avail(avail::ring(slot)))?;
+        self.last_avail = self.last_avail.wrapping_add(1);
+        if id >= self.ring.num() {
+            return Err(Violation::IdOutOfRange {
+                id: u32::from(id),
+                num: self.ring.num(),
+            });
+        }
+        if self.held.get(id) {
+            return Err(Violation::AlreadyHeld { id });
+        }
+        let (addr, len, flags) = self.ring.read_desc(r, id)?;
+        self.held.set(id, true);
+        Ok(Some(Popped {
+            id,
+            addr,
+            len,
+            flags,
+        }))
+    }
+
+    /// Returns descriptor `id` with `len` on the used ring: element, release fence, index.
+    ///
+    /// # Errors
+    ///
+    /// [`Violation::NotOutstanding`] if we do not hold `id` (our own misuse, refused rather
+    /// than corrupting the ring), [`Violation::OutOfRegion`] if the ring is not in the region.
+    pub fn push_used(&mut self, r: &SharedRegion<'_>, id: u16, len: u32) -> Result<(), Violation> {
+        if !self.held.get(id) {
+            return Err(Violation::NotOutstanding { id });
+        }
+        let slot = self.used_idx & self.ring.mask();
+        r.write_u32(self.ring.used(used::id(slot)), u32::from(id))?;
+        r.write_u32(self.ring.used(used::len(slot)), len)?;
+        // Release: the element and what we wrote into the buffer are visible before the index
+        // that returns them; pairs with the driver's acquire after it reads `used.idx`.
+        fence::release();
+        self.used_idx = self.used_idx.wrapping_add(1);
+        r.write_u16(self.ring.used(used::IDX), self.used_idx)?;
+        self.held.set(id, false);
+        Ok(())
+    }
+
+    /// Whether the driver wants an interrupt now (it did not set `VRING_AVAIL_F_NO_INTERRUPT`).
+    pub fn needs_notify(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
+        // Full fence: our `used.idx` store is ordered before the `avail.flags` load (3.7 step 5).
+        fence::full();
+        Ok(r.read_u16(self.ring.avail(avail::FLAGS))? & VRING_AVAIL_F_NO_INTERRUPT == 0)
+    }
+
+    /// Asks the driver not to notify us (`VRING_USED_F_NO_NOTIFY`), or to notify again.
+    pub fn set_no_notify(&self, r: &SharedRegion<'_>, on: bool) -> Result<(), Violation> {
+        r.write_u16(
+            self.ring.used(used::FLAGS),
+            if on { VRING_USED_F_NO_NOTIFY } else { 0 },
+        )?;
+        Ok(())
+    }
+}
