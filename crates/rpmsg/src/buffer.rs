@@ -128,7 +128,7 @@ impl<'l> TxBuffer<'l> {
     ///
     /// [`Error::PayloadTooLarge`] when `offset + data.len()` exceeds [`TxBuffer::capacity`].
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
-        let end = offset.checked_add(data.len()).unwrap_or(usize::MAX);
+        let end = offset.saturating_add(data.len());
         if end > self.info.cap {
             return Err(Error::PayloadTooLarge {
                 len: end,
@@ -147,7 +147,7 @@ impl<'l> TxBuffer<'l> {
     ///
     /// [`Error::PayloadTooLarge`] when the range exceeds the capacity.
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), Error> {
-        let end = offset.checked_add(out.len()).unwrap_or(usize::MAX);
+        let end = offset.saturating_add(out.len());
         if end > self.info.cap {
             return Err(Error::PayloadTooLarge {
                 len: end,
@@ -269,7 +269,7 @@ impl<'l> RxBuffer<'l> {
     ///
     /// [`Error::BufferTooSmall`] when `offset + out.len()` exceeds the payload.
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), Error> {
-        let end = offset.checked_add(out.len()).unwrap_or(usize::MAX);
+        let end = offset.saturating_add(out.len());
         if end > self.len() {
             return Err(Error::BufferTooSmall {
                 need: end,

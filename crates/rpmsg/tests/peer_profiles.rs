@@ -1,0 +1,481 @@
+//! Our link against hand-written peers that behave exactly as wire.md says Linux, OpenAMP and
+//! RPMsg-Lite do, including their start-up states and quirks (wire.md section 13). The peers
+//! here write raw ring fields; nothing of ours runs on their side.
+
+use rpmsg::testing::{Loopback, TestEnv, TestMemory};
+use rpmsg::wire::ns::NsRepr;
+use rpmsg::wire::rpmsg::RpmsgRepr;
+use rpmsg::wire::rsc::{
+    FW_RSC_ADDR_ANY, ResourceTable, RscTableRepr, VdevRepr, VringInfo, vdev_field,
+};
+use rpmsg::wire::vring::{VringLayout, avail, used};
+use rpmsg::{
+    Config, EndpointConfig, Error, Link, LiteConfig, Role, RscConfig, SharedRegion, Timeout,
+};
+
+/// Raw access to one vring for a mock peer.
+#[derive(Clone, Copy)]
+struct RawRing<'r> {
+    r: SharedRegion<'r>,
+    base: usize,
+    l: VringLayout,
+}
+
+impl RawRing<'_> {
+    fn desc(&self, i: u16, addr: u64, len: u32, flags: u16) {
+        let d = self.base + 16 * usize::from(i);
+        self.r.write_u64(d, addr).unwrap();
+        self.r.write_u32(d + 8, len).unwrap();
+        self.r.write_u16(d + 12, flags).unwrap();
+    }
+    fn avail_flags(&self, v: u16) {
+        self.r
+            .write_u16(self.base + self.l.avail + avail::FLAGS, v)
+            .unwrap();
+    }
+    fn avail_idx(&self) -> u16 {
+        self.r
+            .read_u16(self.base + self.l.avail + avail::IDX)
+            .unwrap()
+    }
+    /// Publishes `id` as the driver does: slot, then index.
+    fn publish(&self, id: u16) {
+        let idx = self.avail_idx();
+        let slot = idx & (self.l.num - 1);
+        self.r
+            .write_u16(self.base + self.l.avail + avail::ring(slot), id)
+            .unwrap();
+        self.r
+            .write_u16(self.base + self.l.avail + avail::IDX, idx.wrapping_add(1))
+            .unwrap();
+    }
+    fn used_idx(&self) -> u16 {
+        self.r
+            .read_u16(self.base + self.l.used + used::IDX)
+            .unwrap()
+    }
+    fn used_elem(&self, i: u16) -> (u32, u32) {
+        let slot = i & (self.l.num - 1);
+        (
+            self.r
+                .read_u32(self.base + self.l.used + used::id(slot))
+                .unwrap(),
+            self.r
+                .read_u32(self.base + self.l.used + used::len(slot))
+                .unwrap(),
+        )
+    }
+    fn push_used(&self, id: u32, len: u32) {
+        let idx = self.used_idx();
+        let slot = idx & (self.l.num - 1);
+        self.r
+            .write_u32(self.base + self.l.used + used::id(slot), id)
+            .unwrap();
+        self.r
+            .write_u32(self.base + self.l.used + used::len(slot), len)
+            .unwrap();
+        self.r
+            .write_u16(self.base + self.l.used + used::IDX, idx.wrapping_add(1))
+            .unwrap();
+    }
+}
+
+fn header(r: &SharedRegion<'_>, off: usize) -> RpmsgRepr {
+    let mut b = [0u8; 16];
+    r.copy_out(off, &mut b).unwrap();
+    RpmsgRepr::from_bytes(&b)
+}
+
+/// Writes a message as a peer would: header (with a peer's chosen `reserved`), payload.
+fn write_msg(r: &SharedRegion<'_>, off: usize, src: u32, dst: u32, payload: &[u8], reserved: u32) {
+    let mut h = RpmsgRepr {
+        src,
+        dst,
+        len: payload.len() as u16,
+        flags: 0,
+    }
+    .to_bytes();
+    h[8..12].copy_from_slice(&reserved.to_le_bytes());
+    r.copy_in(off, &h).unwrap();
+    r.copy_in(off + 16, payload).unwrap();
+}
+
+#[test]
+fn device_against_rpmsg_lite_master() {
+    let lite = LiteConfig::DEFAULT;
+    let mut mem = TestMemory::new(lite.region_len());
+    let r = mem.region();
+    let layout = lite.validate(r.len()).unwrap();
+    let (o0, o1, _) = lite.offsets();
+    let v0 = RawRing {
+        r,
+        base: o0,
+        l: layout,
+    };
+    let v1 = RawRing {
+        r,
+        base: o1,
+        l: layout,
+    };
+    let dev: Link<_, _, 2> = Link::new(
+        r,
+        Loopback::new(r),
+        TestEnv::new(),
+        Config::lite(Role::Device, lite),
+    )
+    .unwrap();
+    dev.start().unwrap();
+    assert!(!dev.is_up(), "nothing from the master yet");
+    let ep = dev
+        .create_endpoint(EndpointConfig::new().addr(30).queue(2))
+        .unwrap();
+    assert_eq!(ep.try_send_to(1024, b"x"), Err(Error::NotReady));
+
+    // rpmsg_lite_master_init: rx buffers posted on vring 0, tx buffers pre-filled into vring 1's
+    // used ring, WRITE on every descriptor, NO_INTERRUPT on both avail rings. No kick yet.
+    for j in 0..2u16 {
+        v0.desc(j, lite.buffer(usize::from(j)) as u64, 512, 2);
+        v1.desc(j, lite.buffer(2 + usize::from(j)) as u64, 512, 2);
+        v0.publish(j);
+        v1.push_used(u32::from(j), 512);
+    }
+    v0.avail_flags(1);
+    v1.avail_flags(1);
+    // The kick may have been missed (handler installed late): vring 0's avail.idx says "up".
+    dev.poll().unwrap();
+    assert!(dev.is_up());
+
+    // Remote -> master: lands in a vring 0 buffer, returned with used.len = desc.len, notified
+    // although the master set NO_INTERRUPT (it relies on the interrupt anyway).
+    let before = dev.platform().notifies();
+    ep.send_to(1024, b"hello master").unwrap();
+    assert_eq!(v0.used_idx(), 1);
+    let (id, len) = v0.used_elem(0);
+    assert_eq!(len, 512);
+    let h = header(&r, lite.buffer(id as usize));
+    assert_eq!((h.src, h.dst, h.len, h.flags), (30, 1024, 12, 0));
+    let mut reserved = [0u8; 4];
+    r.copy_out(lite.buffer(id as usize) + 8, &mut reserved)
+        .unwrap();
+    assert_eq!(reserved, [0; 4], "we write reserved as 0");
+    assert_eq!(dev.platform().notifies()[0], before[0] + 1);
+
+    // Master -> remote: the master takes a pre-filled tx buffer, leaves a stale index in
+    // `reserved` bytes 10..12 and WRITE in the descriptor flags; we must not care.
+    write_msg(&r, lite.buffer(2), 1024, 30, b"hi remote", 0x0005_0000);
+    v1.publish(0);
+    dev.poll().unwrap();
+    let mut buf = [0u8; 32];
+    let (n, src) = ep.recv(&mut buf, Timeout::NoWait).unwrap();
+    assert_eq!((&buf[..n], src), (&b"hi remote"[..], 1024));
+    // Returned on vring 1 after the two pre-filled entries: used.idx continues at 3.
+    assert_eq!(v1.used_idx(), 3);
+    assert_eq!(v1.used_elem(2), (0, 512));
+    assert!(
+        dev.platform().notifies()[1] >= 1,
+        "consumed-buffer notification sent"
+    );
+    assert_eq!(dev.stats().peer_violations, 0);
+}
+
+#[test]
+fn driver_lays_out_what_rpmsg_lite_master_init_does() {
+    let lite = LiteConfig::new(4, 496, 16);
+    let mut mem = TestMemory::new(lite.region_len());
+    let r = mem.region();
+    let layout = lite.validate(r.len()).unwrap();
+    let (o0, o1, _) = lite.offsets();
+    let (v0, v1) = (
+        RawRing {
+            r,
+            base: o0,
+            l: layout,
+        },
+        RawRing {
+            r,
+            base: o1,
+            l: layout,
+        },
+    );
+    let drv: Link<_, _, 4> = Link::new(
+        r,
+        Loopback::new(r),
+        TestEnv::new(),
+        Config::lite(Role::Driver, lite),
+    )
+    .unwrap();
+    drv.start().unwrap();
+    assert!(drv.is_up());
+    for j in 0..4u16 {
+        let d = o0 + 16 * usize::from(j);
+        assert_eq!(r.read_u64(d).unwrap(), lite.buffer(usize::from(j)) as u64);
+        assert_eq!(r.read_u32(d + 8).unwrap(), 512);
+        assert_eq!(
+            r.read_u16(d + 12).unwrap(),
+            2,
+            "rx descriptors are device-writable"
+        );
+        let d = o1 + 16 * usize::from(j);
+        assert_eq!(
+            r.read_u64(d).unwrap(),
+            lite.buffer(4 + usize::from(j)) as u64
+        );
+    }
+    assert_eq!(v0.avail_idx(), 4);
+    assert_eq!(v1.avail_idx(), 0);
+    assert_eq!(
+        r.read_u16(o1 + layout.avail).unwrap(),
+        1,
+        "vring 1 NO_INTERRUPT while no sender waits"
+    );
+    assert_eq!(
+        drv.platform().notifies()[0],
+        1,
+        "vring 0 kicked: the remote's link-up signal"
+    );
+
+    // A device that asks for no notifications (VRING_USED_F_NO_NOTIFY on vring 1) gets none.
+    let ep = drv
+        .create_endpoint(EndpointConfig::new().addr(1024))
+        .unwrap();
+    r.write_u16(o1 + layout.used, 1).unwrap();
+    ep.send_to(30, b"a").unwrap();
+    assert_eq!(drv.platform().notifies()[1], 0);
+    r.write_u16(o1 + layout.used, 0).unwrap();
+    ep.send_to(30, b"bc").unwrap();
+    assert_eq!(drv.platform().notifies()[1], 1);
+    // Linux's rule for tx descriptors: len = 16 + payload, flags 0.
+    let slot1 = r.read_u16(o1 + layout.avail + avail::ring(1)).unwrap();
+    let d = o1 + 16 * usize::from(slot1);
+    assert_eq!(
+        (r.read_u32(d + 8).unwrap(), r.read_u16(d + 12).unwrap()),
+        (18, 0)
+    );
+
+    // The device returns vring 0 buffers with used.len = desc.len and a header that claims
+    // more than fits: dropped, counted, the buffer re-posted.
+    write_msg(&r, lite.buffer(0), 30, 1024, b"ok", 0);
+    v0.push_used(0, 512);
+    let mut h = RpmsgRepr {
+        src: 30,
+        dst: 1024,
+        len: 497,
+        flags: 0,
+    }
+    .to_bytes();
+    h[8] = 0xAA;
+    r.copy_in(lite.buffer(1), &h).unwrap();
+    v0.push_used(1, 512);
+    drv.poll().unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(ep.recv(&mut buf, Timeout::NoWait).unwrap(), (2, 30));
+    assert_eq!(drv.stats().rx_malformed, 1);
+    assert_eq!(v0.avail_idx(), 6, "both buffers posted again");
+}
+
+/// A resource table with one rpmsg vdev whose vrings the driver places.
+/// Returns the table bytes, its length and the offset of its vdev entry.
+fn table(num: u32, align: u32) -> ([u8; 256], usize, usize) {
+    let repr = RscTableRepr {
+        vdev: Some(VdevRepr {
+            id: 7,
+            notifyid: 9,
+            dfeatures: 1,
+            config_len: 0,
+            vrings: [
+                VringInfo {
+                    da: FW_RSC_ADDR_ANY,
+                    align,
+                    num,
+                    notifyid: 0,
+                },
+                VringInfo {
+                    da: FW_RSC_ADDR_ANY,
+                    align,
+                    num,
+                    notifyid: 1,
+                },
+            ],
+        }),
+        carveouts: &[],
+        trace: None,
+    };
+    let mut buf = [0u8; 256];
+    let n = repr.emit(&mut buf).unwrap();
+    let vdev = ResourceTable::new_checked(&buf[..n])
+        .unwrap()
+        .find_vdev(7)
+        .unwrap()
+        .unwrap();
+    (buf, n, vdev.offset)
+}
+
+/// Linux (status written 0x01, 0x03, 0x07; descriptors from a LIFO free list; desc.len exactly
+/// 16 + payload) and an OpenAMP host (status 0x04 only, never kicks vring 0) against our device.
+fn device_against_rsc_driver(linux: bool) {
+    const NUM: u16 = 4;
+    let (tbl, tlen, vdev_off) = table(u32::from(NUM), 16);
+    let mut mem = TestMemory::new(0x4000);
+    let r = mem.region();
+    r.copy_in(0, &tbl[..tlen]).unwrap();
+    let status = vdev_off + vdev_field::STATUS;
+    let layout = VringLayout::new(NUM, 16).unwrap();
+    let (b0, b1, pool) = (0x400, 0x800, 0x1000);
+    let dev: Link<_, _, 4> = Link::new(
+        r,
+        Loopback::new(r),
+        TestEnv::new(),
+        Config::rsc_table(Role::Device, RscConfig::new(0, tlen)),
+    )
+    .unwrap();
+    let named = dev
+        .create_endpoint(
+            EndpointConfig::new()
+                .name("rpmsg-raw")
+                .unwrap()
+                .announce(true)
+                .queue(4),
+        )
+        .unwrap();
+    dev.start().unwrap();
+    if linux {
+        r.write_u8(status, 0x01).unwrap();
+        dev.poll().unwrap();
+        r.write_u8(status, 0x03).unwrap();
+        dev.poll().unwrap();
+        assert!(!dev.is_up(), "0x03 has no DRIVER_OK");
+    }
+    r.write_u32(vdev_off + vdev_field::GFEATURES, 1).unwrap();
+    r.write_u32(vdev_off + vdev_field::vring(0), b0).unwrap();
+    r.write_u32(vdev_off + vdev_field::vring(1), b1).unwrap();
+    let (v0, v1) = (
+        RawRing {
+            r,
+            base: b0 as usize,
+            l: layout,
+        },
+        RawRing {
+            r,
+            base: b1 as usize,
+            l: layout,
+        },
+    );
+    for j in 0..NUM {
+        v0.desc(j, (pool + 512 * u32::from(j)).into(), 512, 2);
+        v0.publish(j);
+    }
+    r.write_u8(status, if linux { 0x07 } else { 0x04 }).unwrap();
+    // No vring 0 kick at all (the OpenAMP host never sends one): the status bit is enough.
+    dev.poll().unwrap();
+    assert!(dev.is_up());
+    assert!(dev.name_service());
+
+    // Our announcement came out on vring 0.
+    assert_eq!(v0.used_idx(), 1);
+    let (id, _) = v0.used_elem(0);
+    let off = (pool + 512 * id) as usize;
+    let h = header(&r, off);
+    assert_eq!((h.dst, h.len), (53, 40));
+    let mut ns = [0u8; 40];
+    r.copy_out(off + 16, &mut ns).unwrap();
+    let ns = NsRepr::parse(&ns).unwrap();
+    assert_eq!(
+        (ns.name.as_str(), ns.addr, u32::from(ns.flags)),
+        (Some("rpmsg-raw"), named.addr(), 0)
+    );
+
+    // Driver -> device with the descriptor <-> buffer mapping changing every time (LIFO).
+    let tx_pool = 0x2000u32;
+    for k in 0..10u32 {
+        let desc_id = (3 - (k % 4)) as u16;
+        let buf = tx_pool + 512 * (k % 3);
+        let payload = [k as u8; 7];
+        write_msg(&r, buf as usize, 0x400, named.addr(), &payload, 0);
+        v1.desc(desc_id, buf.into(), 16 + 7, 0);
+        v1.publish(desc_id);
+        dev.poll().unwrap();
+        let mut got = [0u8; 16];
+        assert_eq!(named.recv(&mut got, Timeout::NoWait).unwrap(), (7, 0x400));
+        assert_eq!(&got[..7], &payload);
+        assert_eq!(
+            v1.used_elem(k as u16),
+            (u32::from(desc_id), 23),
+            "used.len = desc.len"
+        );
+    }
+    // The endpoint learned the host's address from its first message (OpenAMP's rule).
+    assert_eq!(named.dst().unwrap(), Some(0x400));
+
+    // The driver resets the device: we forget the session and wait for the next.
+    r.write_u8(status, 0).unwrap();
+    dev.poll().unwrap();
+    assert!(!dev.is_up());
+    assert_eq!(named.try_send(b"x"), Err(Error::NotReady));
+    // A new session on freshly zeroed rings: up again and announced again.
+    r.fill(b0 as usize, layout.size, 0).unwrap();
+    r.fill(b1 as usize, layout.size, 0).unwrap();
+    for j in 0..NUM {
+        v0.desc(j, (pool + 512 * u32::from(j)).into(), 512, 2);
+        v0.publish(j);
+    }
+    r.write_u8(status, 0x07).unwrap();
+    dev.poll().unwrap();
+    assert!(dev.is_up());
+    assert_eq!(v0.used_idx(), 1, "announced again in the new session");
+    assert_eq!(dev.stats().sessions, 2);
+    assert_eq!(dev.stats().peer_violations, 0);
+}
+
+#[test]
+fn device_against_linux_driver() {
+    device_against_rsc_driver(true);
+}
+
+#[test]
+fn device_against_openamp_host() {
+    device_against_rsc_driver(false);
+}
+
+#[test]
+fn driver_writes_status_cumulatively_and_places_vrings() {
+    let (tbl, tlen, v) = table(4, 16);
+    let mut mem = TestMemory::new(0x4000);
+    let r = mem.region();
+    r.copy_in(0, &tbl[..tlen]).unwrap();
+    let mut rsc = RscConfig::new(0, tlen);
+    rsc.vring_offsets = [Some(0x400), Some(0x800)];
+    rsc.pool_offset = 0x1000;
+    let drv: Link<_, _, 4> = Link::new(
+        r,
+        Loopback::with_base(r, 0x9000_0000),
+        TestEnv::new(),
+        Config::rsc_table(Role::Driver, rsc),
+    )
+    .unwrap();
+    drv.start().unwrap();
+    assert_eq!(r.read_u8(v + vdev_field::STATUS).unwrap(), 0x07);
+    assert_eq!(r.read_u32(v + vdev_field::GFEATURES).unwrap(), 1);
+    assert_eq!(
+        r.read_u32(v + vdev_field::vring(0)).unwrap(),
+        0x9000_0400,
+        "peer addresses"
+    );
+    assert_eq!(r.read_u32(v + vdev_field::vring(1)).unwrap(), 0x9000_0800);
+    assert_eq!(
+        r.read_u64(0x400).unwrap(),
+        0x9000_1000,
+        "first rx buffer, translated"
+    );
+    assert_eq!(drv.notify_ids(), [0, 1]);
+    drv.shutdown().unwrap();
+    assert_eq!(
+        r.read_u8(v + vdev_field::STATUS).unwrap(),
+        0,
+        "shutdown resets the device"
+    );
+    assert_eq!(drv.shutdown(), Err(Error::LinkDown));
+    assert!(matches!(
+        drv.create_endpoint(EndpointConfig::new()),
+        Err(Error::LinkDown)
+    ));
+}
