@@ -334,3 +334,35 @@ impl HeldRx {
         self.info.id
     }
 }
+
+/// A held token refused by [`Link::release_held`](crate::Link::release_held) or
+/// [`Link::resume_held`](crate::Link::resume_held): the error, and the token back, so the buffer
+/// is not lost.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HeldError {
+    /// Why it was refused ([`Error::ForeignBuffer`]).
+    pub error: Error,
+    /// The token, to give to the right link.
+    pub held: HeldRx,
+}
+
+impl HeldError {
+    /// The token.
+    pub fn into_inner(self) -> HeldRx {
+        self.held
+    }
+}
+
+impl fmt::Display for HeldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl core::error::Error for HeldError {}
+
+impl From<HeldError> for Error {
+    fn from(e: HeldError) -> Self {
+        e.error
+    }
+}

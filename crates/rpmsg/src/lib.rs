@@ -86,7 +86,7 @@ pub mod testing;
 pub mod virtqueue;
 pub mod wire;
 
-pub use buffer::{HeldRx, RxBuffer, TxBuffer, TxError};
+pub use buffer::{HeldError, HeldRx, RxBuffer, TxBuffer, TxError};
 pub use endpoint::{Endpoint, EndpointConfig, RxHandler, RxMode};
 pub use error::Error;
 pub use layout::{LayoutConfig, LiteConfig, RscConfig};

@@ -45,7 +45,7 @@
 //!   index that runs ahead by more than the ring holds breaks the link
 //!   ([`Error::PeerViolation`]) since nothing after it can be trusted.
 
-use crate::buffer::{HeldRx, RxBuffer, RxInfo, RxInfoKey, TxBuffer, TxInfo};
+use crate::buffer::{HeldError, HeldRx, RxBuffer, RxInfo, RxInfoKey, TxBuffer, TxInfo};
 use crate::endpoint::{Endpoint, EndpointConfig, RxHandler, RxMode};
 use crate::error::Error;
 use crate::layout::{LayoutConfig, LiteConfig, RscConfig};
@@ -1466,6 +1466,29 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         })
     }
 
+    /// A handle to the endpoint at local address `addr` (RPMsg-Lite identifies endpoints by
+    /// address; this is how to get one back).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownEndpoint`] when no endpoint of this link has that address.
+    pub fn endpoint(&self, addr: u32) -> Result<Endpoint<'_>, Error> {
+        let found = self.with(|st, _| {
+            st.slots
+                .iter()
+                .enumerate()
+                .find(|(_, s)| s.in_use && s.addr == addr)
+                .map(|(i, s)| (i as u8, s.generation))
+        })?;
+        let (slot, generation) = found.ok_or(Error::UnknownEndpoint(addr))?;
+        Ok(Endpoint {
+            link: self,
+            slot,
+            generation,
+            addr,
+        })
+    }
+
     /// Sends the CREATE announcements still owed, if the link is up.
     fn flush_announcements(&self) {
         for i in 0..EPTS {
@@ -1547,20 +1570,29 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     ///
     /// # Errors
     ///
-    /// [`Error::ForeignBuffer`] for a token of another link or an earlier session.
-    pub fn release_held(&self, held: HeldRx) -> Result<(), Error> {
-        drop(self.resume_held(held)?);
+    /// [`HeldError`] with [`Error::ForeignBuffer`] and the token back, for a token of another
+    /// link. A token of an earlier session of this link is accepted and does nothing (its
+    /// buffer went with that session).
+    pub fn release_held(&self, held: HeldRx) -> Result<(), HeldError> {
+        if let Some(rx) = self.resume_held(held)? {
+            drop(rx);
+        }
         Ok(())
     }
 
-    /// Turns a held token back into an [`RxBuffer`] to read it.
+    /// Turns a held token back into an [`RxBuffer`] to read it; `None` when the token is from
+    /// an earlier session of this link (the peer reset since).
     ///
     /// # Errors
     ///
-    /// [`Error::ForeignBuffer`] for a token of another link or an earlier session.
-    pub fn resume_held(&self, held: HeldRx) -> Result<RxBuffer<'_>, Error> {
+    /// [`HeldError`] with [`Error::ForeignBuffer`] and the token back, for a token of another
+    /// link.
+    pub fn resume_held(&self, held: HeldRx) -> Result<Option<RxBuffer<'_>>, HeldError> {
         if held.key != self.key() {
-            return Err(Error::ForeignBuffer);
+            return Err(HeldError {
+                error: Error::ForeignBuffer,
+                held,
+            });
         }
         let info = self.with(|st, _| {
             let m = st.rx_meta.get(usize::from(held.info.id))?;
@@ -1572,8 +1604,11 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 src: m.src,
                 dst: m.dst,
             })
-        })?;
-        Ok(RxBuffer::new(self, info.ok_or(Error::ForeignBuffer)?))
+        });
+        match info {
+            Ok(info) => Ok(info.map(|i| RxBuffer::new(self, i))),
+            Err(error) => Err(HeldError { error, held }),
+        }
     }
 
     /// Shuts the link down, telling the peer: a DESTROY for each endpoint we announced, then
