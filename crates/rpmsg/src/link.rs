@@ -271,6 +271,7 @@ struct State<'r, const N: usize, const EPTS: usize> {
 #[derive(Default)]
 struct Effects {
     notify: [bool; 2],
+    ids: [u32; 2],
     wake: bool,
 }
 
@@ -399,7 +400,11 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     ) -> Result<R, Error> {
         let mut fx = Effects::default();
         let r = self.state.lock(|c| match c.try_borrow_mut() {
-            Ok(mut st) => Ok(f(&mut st, &mut fx)),
+            Ok(mut st) => {
+                let r = f(&mut st, &mut fx);
+                fx.ids = st.notify_ids;
+                Ok(r)
+            }
             Err(_) => Err(Error::Busy),
         })?;
         self.apply(fx);
@@ -407,10 +412,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     }
 
     fn apply(&self, fx: Effects) {
-        let ids = self.with_ids();
         for (q, on) in fx.notify.iter().enumerate() {
             if *on {
-                self.platform.notify(ids[q]);
+                self.platform.notify(fx.ids[q]);
             }
         }
         if fx.wake {
