@@ -809,8 +809,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         r
     }
 
-    /// Takes every message the peer has published: queues it to its endpoint, runs its
-    /// callback, or handles it as a name-service message. Returns how many were taken.
+    /// Takes the messages the peer has published (up to four rings' worth per call): queues
+    /// each to its endpoint, runs its callback, or handles it as a name-service message.
+    /// Returns how many were taken.
     /// Device: also notices the driver coming up or resetting.
     ///
     /// # Errors
@@ -820,7 +821,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     pub fn poll(&self) -> Result<usize, Error> {
         let mut n = 0;
         let was_up = self.is_up();
-        loop {
+        // Bounded, so a peer that keeps publishing cannot keep us here: four rings' worth per
+        // call; what is left waits for the next poll.
+        for _ in 0..4 * N {
             let next = self.with(|st, fx| self.rx_step(st, fx))??;
             match next {
                 Next::Idle => break,
