@@ -73,6 +73,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+pub mod asynch;
 pub mod buffer;
 pub mod endpoint;
 pub mod error;
@@ -81,7 +82,8 @@ pub mod link;
 pub mod ns;
 pub mod port;
 pub mod shm;
-#[cfg(any(test, feature = "test-utils"))]
+// `testing` builds regions with `SharedRegion::from_slice`, which does not exist under loom.
+#[cfg(all(any(test, feature = "test-utils"), not(loom)))]
 pub mod testing;
 pub mod virtqueue;
 pub mod wire;

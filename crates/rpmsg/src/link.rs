@@ -65,6 +65,7 @@ use crate::wire::vring::{
 use core::cell::RefCell;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 use embassy_sync::blocking_mutex::Mutex;
 
@@ -264,6 +265,7 @@ struct State<'r, const N: usize, const EPTS: usize> {
     tx_waiters: u32,
     slots: [Slot<'r>; EPTS],
     ns_handler: Option<&'r dyn NsHandler>,
+    wakers: Wakers,
     stats: LinkStats,
 }
 
@@ -360,6 +362,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 tx_waiters: 0,
                 slots: [Slot::EMPTY; EPTS],
                 ns_handler: None,
+                wakers: Wakers::new(),
                 stats: LinkStats::default(),
             })),
         })
@@ -403,6 +406,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             Ok(mut st) => {
                 let r = f(&mut st, &mut fx);
                 fx.ids = st.notify_ids;
+                if fx.wake {
+                    // Waking only schedules the task; it cannot re-enter this link.
+                    st.wakers.wake_all();
+                }
                 Ok(r)
             }
             Err(_) => Err(Error::Busy),
@@ -805,7 +812,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             self.vring0_kicked.store(true, Ordering::Release);
         }
         let r = self.poll();
-        self.env.wake();
+        // Buffers may have come back without a message to dispatch: let every waiter re-check.
+        let _ = self.with(|_, fx| fx.wake = true);
         r
     }
 
@@ -1659,11 +1667,164 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         })
     }
 
+    /// Takes the head of an endpoint's queue, if any (under the lock).
+    fn recv_locked(
+        &self,
+        st: &mut State<'r, N, EPTS>,
+        fx: &mut Effects,
+        slot: u8,
+        generation: u16,
+        max_len: usize,
+    ) -> Result<Option<RxInfo>, Error> {
+        let i = Self::slot_check(st, slot, generation)?;
+        if matches!(st.slots[i].mode, RxMode::Callback(_)) {
+            return Err(Error::NotQueued);
+        }
+        let head = st.slots[i].q_head;
+        let Some(m) = st
+            .rx_meta
+            .get(usize::from(head))
+            .copied()
+            .filter(|_| head != NIL)
+        else {
+            return match st.phase {
+                Phase::Down | Phase::Broken(_) => Err(Self::phase_error(st.phase)),
+                _ => Ok(None),
+            };
+        };
+        if usize::from(m.len) > max_len {
+            return Err(Error::BufferTooSmall {
+                need: usize::from(m.len),
+                have: max_len,
+            });
+        }
+        let s = &mut st.slots[i];
+        s.q_head = m.next;
+        if s.q_head == NIL {
+            s.q_tail = NIL;
+        }
+        s.q_len -= 1;
+        st.rx_meta[usize::from(head)].state = RxState::Held;
+        if st.parked != NIL {
+            self.unpark(st, fx);
+        }
+        Ok(Some(RxInfo {
+            id: head,
+            epoch: st.epoch,
+            offset: m.offset,
+            len: m.len,
+            src: m.src,
+            dst: m.dst,
+        }))
+    }
+
     fn slot_check(st: &State<'r, N, EPTS>, slot: u8, generation: u16) -> Result<usize, Error> {
         let i = usize::from(slot);
         match st.slots.get(i) {
             Some(s) if s.in_use && s.generation == generation => Ok(i),
             _ => Err(Error::EndpointDestroyed),
+        }
+    }
+}
+
+/// Wakers of async tasks waiting on a link (for a message, a buffer, link-up). Every event that
+/// may let one of them go on wakes them all; a task that finds nothing registers again.
+struct Wakers {
+    slots: [Option<Waker>; Self::K],
+}
+
+impl Wakers {
+    const K: usize = 8;
+
+    const fn new() -> Self {
+        Self {
+            slots: [const { None }; Self::K],
+        }
+    }
+
+    fn register(&mut self, w: &Waker) {
+        if self.slots.iter().flatten().any(|x| x.will_wake(w)) {
+            return;
+        }
+        if let Some(free) = self.slots.iter_mut().find(|s| s.is_none()) {
+            *free = Some(w.clone());
+            return;
+        }
+        // Full: wake everyone (they re-poll and register again), keep the newcomer.
+        self.wake_all();
+        self.slots[0] = Some(w.clone());
+    }
+
+    fn wake_all(&mut self) {
+        for w in self.slots.iter_mut().filter_map(Option::take) {
+            w.wake();
+        }
+    }
+}
+
+impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r, P, E, N, EPTS> {
+    /// Async building block: is the link up? Registers `cx`'s waker when not yet.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LinkDown`] or [`Error::PeerViolation`] when the link went down.
+    pub fn poll_link_up(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if let Err(e) = self.poll() {
+            return Poll::Ready(Err(e));
+        }
+        match self.with(|st, fx| {
+            self.check_device_up(st, fx)?;
+            match st.phase {
+                Phase::Up => Ok(true),
+                Phase::Down | Phase::Broken(_) => Err(Self::phase_error(st.phase)),
+                Phase::Idle | Phase::Waiting => {
+                    st.wakers.register(cx.waker());
+                    Ok(false)
+                }
+            }
+        }) {
+            Ok(Ok(true)) => Poll::Ready(Ok(())),
+            Ok(Ok(false)) => Poll::Pending,
+            Ok(Err(e)) | Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Async building block: a free transmit buffer, or `cx`'s waker registered.
+    pub(crate) fn poll_alloc(&self, cx: &mut Context<'_>) -> Poll<Result<TxInfo, Error>> {
+        match self.with(|st, fx| {
+            let r = self.try_alloc(st, fx);
+            if matches!(r, Ok(None)) {
+                st.wakers.register(cx.waker());
+            }
+            r
+        }) {
+            Ok(Ok(Some(t))) => Poll::Ready(Ok(t)),
+            Ok(Ok(None)) => Poll::Pending,
+            Ok(Err(e)) | Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Async building block: the head of an endpoint's queue, or `cx`'s waker registered.
+    pub(crate) fn poll_recv(
+        &self,
+        slot: u8,
+        generation: u16,
+        max_len: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<RxInfo, Error>> {
+        if let Err(e) = self.poll() {
+            return Poll::Ready(Err(e));
+        }
+        match self.with(|st, fx| {
+            let r = self.recv_locked(st, fx, slot, generation, max_len);
+            if matches!(r, Ok(None)) {
+                st.wakers.register(cx.waker());
+            }
+            r
+        }) {
+            Ok(Ok(Some(m))) => Poll::Ready(Ok(m)),
+            Ok(Ok(None)) => Poll::Pending,
+            Ok(Err(e)) | Err(e) => Poll::Ready(Err(e)),
         }
     }
 }
@@ -1701,6 +1862,19 @@ pub(crate) trait LinkCore {
     fn ep_dst(&self, slot: u8, generation: u16) -> Result<u32, Error>;
     fn ep_set_dst(&self, slot: u8, generation: u16, dst: u32) -> Result<(), Error>;
     fn ep_destroy(&self, slot: u8, generation: u16) -> Result<(), Error>;
+    fn ep_poll_alloc(
+        &self,
+        slot: u8,
+        generation: u16,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<TxInfo, Error>>;
+    fn ep_poll_recv(
+        &self,
+        slot: u8,
+        generation: u16,
+        max_len: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<RxInfo, Error>>;
 }
 
 impl<P: Platform, E: Environment, const N: usize, const EPTS: usize> LinkCore
@@ -1775,52 +1949,34 @@ impl<P: Platform, E: Environment, const N: usize, const EPTS: usize> LinkCore
         max_len: usize,
         timeout: Timeout,
     ) -> Result<RxInfo, Error> {
-        let attempt = || {
-            self.with(|st, fx| -> Result<Option<RxInfo>, Error> {
-                let i = Self::slot_check(st, slot, generation)?;
-                if matches!(st.slots[i].mode, RxMode::Callback(_)) {
-                    return Err(Error::NotQueued);
-                }
-                let head = st.slots[i].q_head;
-                let Some(m) = st
-                    .rx_meta
-                    .get(usize::from(head))
-                    .copied()
-                    .filter(|_| head != NIL)
-                else {
-                    return match st.phase {
-                        Phase::Down | Phase::Broken(_) => Err(Self::phase_error(st.phase)),
-                        _ => Ok(None),
-                    };
-                };
-                if usize::from(m.len) > max_len {
-                    return Err(Error::BufferTooSmall {
-                        need: usize::from(m.len),
-                        have: max_len,
-                    });
-                }
-                let s = &mut st.slots[i];
-                s.q_head = m.next;
-                if s.q_head == NIL {
-                    s.q_tail = NIL;
-                }
-                s.q_len -= 1;
-                st.rx_meta[usize::from(head)].state = RxState::Held;
-                if st.parked != NIL {
-                    self.unpark(st, fx);
-                }
-                Ok(Some(RxInfo {
-                    id: head,
-                    epoch: st.epoch,
-                    offset: m.offset,
-                    len: m.len,
-                    src: m.src,
-                    dst: m.dst,
-                }))
-            })?
-        };
+        let attempt = || self.with(|st, fx| self.recv_locked(st, fx, slot, generation, max_len))?;
         self.poll()?;
         self.wait_for(timeout, Error::NoBuffer, true, attempt)
+    }
+
+    fn ep_poll_alloc(
+        &self,
+        slot: u8,
+        generation: u16,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<TxInfo, Error>> {
+        if let Err(e) = self
+            .with(|st, _| Self::slot_check(st, slot, generation))
+            .and_then(|r| r)
+        {
+            return Poll::Ready(Err(e));
+        }
+        self.poll_alloc(cx)
+    }
+
+    fn ep_poll_recv(
+        &self,
+        slot: u8,
+        generation: u16,
+        max_len: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<RxInfo, Error>> {
+        self.poll_recv(slot, generation, max_len, cx)
     }
 
     fn ep_pending(&self, slot: u8, generation: u16) -> Result<usize, Error> {

@@ -157,3 +157,16 @@ pub fn pair(f: impl FnOnce(Endpoint<'_>, Endpoint<'_>) -> Result<(), Error>) {
         panic!("test pair failed: {e}");
     }
 }
+
+/// Runs a future to completion on this thread, polling it in a loop (the links in these tests
+/// are busy-polled, so a wake-up is never needed to make progress).
+pub fn block_on<F: core::future::Future>(f: F) -> F::Output {
+    let mut f = core::pin::pin!(f);
+    let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+    loop {
+        if let core::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
