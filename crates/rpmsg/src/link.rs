@@ -154,6 +154,9 @@ enum Phase {
     Idle,
     Waiting,
     Up,
+    /// The driver reset the device after a session: calls fail with `LinkDown` until the
+    /// driver starts a new session.
+    Reset,
     Down,
     Broken(Violation),
 }
@@ -496,7 +499,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         match st.phase {
             Phase::Idle => {}
             Phase::Down | Phase::Broken(_) => return Err(Error::LinkDown),
-            Phase::Waiting | Phase::Up => return Ok(()),
+            Phase::Waiting | Phase::Up | Phase::Reset => return Ok(()),
         }
         match (self.cfg.role, self.cfg.layout) {
             (Role::Driver, LayoutConfig::Lite(l)) => {
@@ -717,7 +720,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     .cache_invalidate(self.region.base_addr() + status_at, 1);
                 let ok = self.region.read_u8(status_at)? & VIRTIO_CONFIG_S_DRIVER_OK != 0;
                 match (st.phase, ok) {
-                    (Phase::Waiting, true) => {
+                    (Phase::Waiting | Phase::Reset, true) => {
                         // Read what the driver wrote only now, after DRIVER_OK (wire.md 13 #16).
                         let v = r.read_vdev(&self.region)?;
                         let mut rings = [None, None];
@@ -755,7 +758,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     (Phase::Up, false) => {
                         // The driver reset the device: forget this session, wait for the next.
                         self.new_epoch(st);
-                        st.phase = Phase::Waiting;
+                        st.phase = Phase::Reset;
                         fx.wake = true;
                     }
                     _ => {}
@@ -783,7 +786,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     fn phase_error(phase: Phase) -> Error {
         match phase {
             Phase::Idle | Phase::Waiting => Error::NotReady,
-            Phase::Down | Phase::Up => Error::LinkDown,
+            Phase::Down | Phase::Up | Phase::Reset => Error::LinkDown,
             Phase::Broken(v) => Error::PeerViolation(v),
         }
     }
@@ -1575,7 +1578,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             self.with(|st, _| match st.phase {
                 Phase::Up => Ok(Some(())),
                 Phase::Down | Phase::Broken(_) => Err(Self::phase_error(st.phase)),
-                Phase::Idle | Phase::Waiting => Ok(None),
+                Phase::Idle | Phase::Waiting | Phase::Reset => Ok(None),
             })?
         })
     }
@@ -1688,8 +1691,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             .filter(|_| head != NIL)
         else {
             return match st.phase {
-                Phase::Down | Phase::Broken(_) => Err(Self::phase_error(st.phase)),
-                _ => Ok(None),
+                Phase::Down | Phase::Broken(_) | Phase::Reset => Err(Self::phase_error(st.phase)),
+                Phase::Idle | Phase::Waiting | Phase::Up => Ok(None),
             };
         };
         if usize::from(m.len) > max_len {
@@ -1777,7 +1780,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             match st.phase {
                 Phase::Up => Ok(true),
                 Phase::Down | Phase::Broken(_) => Err(Self::phase_error(st.phase)),
-                Phase::Idle | Phase::Waiting => {
+                Phase::Idle | Phase::Waiting | Phase::Reset => {
                     st.wakers.register(cx.waker());
                     Ok(false)
                 }

@@ -410,7 +410,13 @@ fn device_against_rsc_driver(linux: bool) {
     r.write_u8(status, 0).unwrap();
     dev.poll().unwrap();
     assert!(!dev.is_up());
-    assert_eq!(named.try_send(b"x"), Err(Error::NotReady));
+    assert_eq!(named.try_send(b"x"), Err(Error::LinkDown));
+    let mut none = [0u8; 4];
+    assert_eq!(
+        named.recv(&mut none, Timeout::Forever),
+        Err(Error::LinkDown),
+        "waiters do not sleep on"
+    );
     // A new session on freshly zeroed rings: up again and announced again.
     r.fill(b0 as usize, layout.size, 0).unwrap();
     r.fill(b1 as usize, layout.size, 0).unwrap();
