@@ -64,7 +64,7 @@ use crate::wire::vring::{
 };
 use core::cell::RefCell;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 use embassy_sync::blocking_mutex::Mutex;
@@ -297,6 +297,10 @@ pub struct Link<'r, P: Platform, E: Environment, const N: usize = 256, const EPT
     env: E,
     cfg: Config,
     vring0_kicked: AtomicBool,
+    /// Callbacks running now: a send blocked inside one does not poll (no nested dispatch).
+    dispatching: AtomicU32,
+    /// A CREATE announcement could not be sent yet (no buffer): `poll` tries again.
+    announce_owed: AtomicBool,
     state: Mutex<E::RawMutex, RefCell<State<'r, N, EPTS>>>,
 }
 
@@ -350,6 +354,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             env,
             cfg,
             vring0_kicked: AtomicBool::new(false),
+            dispatching: AtomicU32::new(0),
+            announce_owed: AtomicBool::new(false),
             state: Mutex::new(RefCell::new(State {
                 phase: Phase::Idle,
                 epoch: 0,
@@ -722,35 +728,19 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 match (st.phase, ok) {
                     (Phase::Waiting | Phase::Reset, true) => {
                         // Read what the driver wrote only now, after DRIVER_OK (wire.md 13 #16).
-                        let v = r.read_vdev(&self.region)?;
-                        let mut rings = [None, None];
-                        for (k, slot) in rings.iter_mut().enumerate() {
-                            let vr = v.vrings[k];
-                            let layout = ring_layout(vr.num, vr.align)?;
-                            let off = self
-                                .platform
-                                .address_map()
-                                .to_offset(u64::from(vr.da), layout.size)
-                                .ok_or(Error::PeerViolation(Violation::BadAddress {
-                                    addr: u64::from(vr.da),
-                                    len: layout.size as u32,
-                                }))?;
-                            *slot = Some(self.vring(off, layout)?);
-                            st.notify_ids[k] = vr.notifyid;
+                        // Whatever is wrong in it now is the driver's doing.
+                        if let Err(e) = self.attach_device_rsc(st, &r) {
+                            let e = match e {
+                                Error::Config(what) => {
+                                    Error::PeerViolation(Violation::BadTable(what))
+                                }
+                                e => e,
+                            };
+                            if let Error::PeerViolation(v) = e {
+                                Self::violation(&mut st.stats, v);
+                            }
+                            return Err(e);
                         }
-                        let [Some(r0), Some(r1)] = rings else {
-                            return Err(Error::Config("vrings missing"));
-                        };
-                        let mut tx = DeviceQueue::new(r0)
-                            .map_err(|_| Error::Config("vring larger than N"))?;
-                        let mut rx = DeviceQueue::new(r1)
-                            .map_err(|_| Error::Config("vring larger than N"))?;
-                        tx.attach(&self.region)?;
-                        rx.attach(&self.region)?;
-                        let nsbit = 1 << VIRTIO_RPMSG_F_NS;
-                        st.ns = self.cfg.name_service && v.dfeatures & v.gfeatures & nsbit != 0;
-                        st.vdev = Some(v);
-                        st.queues = Queues::Device { rx, tx };
                         st.phase = Phase::Up;
                         st.stats.sessions = st.stats.sessions.wrapping_add(1);
                         fx.wake = true;
@@ -765,6 +755,38 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Device, resource table: takes the vrings the driver placed and the features it chose.
+    fn attach_device_rsc(&self, st: &mut State<'r, N, EPTS>, r: &RscConfig) -> Result<(), Error> {
+        let v = r.read_vdev(&self.region)?;
+        let mut rings = [None, None];
+        for (k, slot) in rings.iter_mut().enumerate() {
+            let vr = v.vrings[k];
+            let layout = ring_layout(vr.num, vr.align)?;
+            let off = self
+                .platform
+                .address_map()
+                .to_offset(u64::from(vr.da), layout.size)
+                .ok_or(Error::PeerViolation(Violation::BadAddress {
+                    addr: u64::from(vr.da),
+                    len: layout.size as u32,
+                }))?;
+            *slot = Some(self.vring(off, layout)?);
+            st.notify_ids[k] = vr.notifyid;
+        }
+        let [Some(r0), Some(r1)] = rings else {
+            return Err(Error::Config("vrings missing"));
+        };
+        let mut tx = DeviceQueue::new(r0).map_err(|_| Error::Config("vring larger than N"))?;
+        let mut rx = DeviceQueue::new(r1).map_err(|_| Error::Config("vring larger than N"))?;
+        tx.attach(&self.region)?;
+        rx.attach(&self.region)?;
+        let nsbit = 1 << VIRTIO_RPMSG_F_NS;
+        st.ns = self.cfg.name_service && v.dfeatures & v.gfeatures & nsbit != 0;
+        st.vdev = Some(v);
+        st.queues = Queues::Device { rx, tx };
         Ok(())
     }
 
@@ -828,7 +850,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     /// # Errors
     ///
     /// [`Error::PeerViolation`] when the peer broke the rings beyond recovery (the link is then
-    /// down); [`Error::Busy`] when called from inside the link (an interrupt that preempted it).
+    /// down, and every later call says so); [`Error::LinkDown`] after [`Link::shutdown`];
+    /// [`Error::Busy`] when called from inside the link (an interrupt that preempted it).
     pub fn poll(&self) -> Result<usize, Error> {
         let mut n = 0;
         let was_up = self.is_up();
@@ -839,12 +862,16 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             match next {
                 Next::Idle => break,
                 Next::Again => {}
-                Next::Callback(h, info) => h.on_message(RxBuffer::new(self, info)),
+                Next::Callback(h, info) => {
+                    self.dispatching.fetch_add(1, Ordering::Relaxed);
+                    h.on_message(RxBuffer::new(self, info));
+                    self.dispatching.fetch_sub(1, Ordering::Relaxed);
+                }
                 Next::Ns(h, a) => h.on_announcement(&a),
             }
             n += 1;
         }
-        if !was_up && self.is_up() {
+        if (!was_up || self.announce_owed.load(Ordering::Relaxed)) && self.is_up() {
             self.flush_announcements();
         }
         Ok(n)
@@ -852,8 +879,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
 
     fn rx_step(&self, st: &mut State<'r, N, EPTS>, fx: &mut Effects) -> Result<Next<'r>, Error> {
         self.check_device_up(st, fx)?;
-        if st.phase != Phase::Up {
-            return Ok(Next::Idle);
+        match st.phase {
+            Phase::Up => {}
+            Phase::Down | Phase::Broken(_) => return Err(Self::phase_error(st.phase)),
+            Phase::Idle | Phase::Waiting | Phase::Reset => return Ok(Next::Idle),
         }
         if st.parked != NIL {
             if !self.unpark(st, fx) {
@@ -1039,6 +1068,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             // Its endpoint went away meanwhile.
             st.parked = NIL;
             st.stats.rx_unknown_dst = st.stats.rx_unknown_dst.wrapping_add(1);
+            st.stats.rx_messages = st.stats.rx_messages.wrapping_sub(1);
+            st.stats.held = st.stats.held.saturating_sub(1);
             let _ = self.return_rx(st, fx, id, m.ret_len);
             return true;
         };
@@ -1083,7 +1114,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     s.dst = ns.addr;
                     bound = true;
                 }
-                NsKind::Destroy if s.dst == ns.addr => s.dst = RPMSG_ADDR_ANY,
+                NsKind::Destroy if s.dst == ns.addr => {
+                    s.dst = RPMSG_ADDR_ANY;
+                    bound = true;
+                }
                 _ => {}
             }
         }
@@ -1159,6 +1193,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         }
         let epoch = st.epoch;
         let base = self.region.base_addr();
+        let rings = match &st.queues {
+            Queues::Device { rx, tx } => [rx.ring(), tx.ring()].map(|r| (r.base, r.layout.size)),
+            Queues::None | Queues::Driver { .. } => [(0, 0); 2],
+        };
         // Bounded: each round consumes one ring entry, and a ring holds at most N.
         for _ in 0..=N {
             match &mut st.queues {
@@ -1200,7 +1238,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                         let id = st.free[st.nfree];
                         let len = st.tx_desc_len.get(usize::from(id)).copied().unwrap_or(0);
                         let (addr, _, _) = tx.ring().read_desc(&self.region, id)?;
-                        if let Some(off) = self.checked_buffer(addr, len) {
+                        if let Some(off) = self.checked_buffer(addr, len, rings) {
                             let cap = len as usize - HEADER_LEN;
                             return Ok(Some(TxInfo {
                                 id,
@@ -1220,7 +1258,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     match tx.pop_avail(&self.region) {
                         Ok(None) => return Ok(None),
                         Ok(Some(p)) => {
-                            if let Some(off) = self.checked_buffer(p.addr, p.len) {
+                            if let Some(off) = self.checked_buffer(p.addr, p.len, rings) {
                                 if p.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) == 0 {
                                     let cap = p.len as usize - HEADER_LEN;
                                     if let Some(d) = st.tx_desc_len.get_mut(usize::from(p.id)) {
@@ -1257,12 +1295,18 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     }
 
     /// A peer buffer of `len` bytes at `addr` that can hold a header: its region offset.
-    fn checked_buffer(&self, addr: u64, len: u32) -> Option<usize> {
+    /// Refuses a buffer that overlaps `rings`: we are about to write into it, and a driver
+    /// pointing it at the vrings would have us overwrite them.
+    fn checked_buffer(&self, addr: u64, len: u32, rings: [(usize, usize); 2]) -> Option<usize> {
         if (len as usize) < HEADER_LEN {
             return None;
         }
         let off = self.platform.address_map().to_offset(addr, len as usize)?;
-        self.region.contains(off, len as usize).then_some(off)
+        let end = off.checked_add(len as usize)?;
+        let overlaps = rings
+            .iter()
+            .any(|&(b, size)| off < b.saturating_add(size) && b < end);
+        (self.region.contains(off, len as usize) && !overlaps).then_some(off)
     }
 
     /// Waits up to `timeout` for `attempt` to produce something, polling the rings meanwhile.
@@ -1307,12 +1351,17 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         self.with(|st, _| {
             st.tx_waiters += 1;
             if let Queues::Driver { tx, .. } = &st.queues {
-                let _ = tx.set_no_interrupt(&self.region, false);
+                // Clear, full fence, re-check: the returned buffers are then seen either by
+                // our next attempt or announced by the device's interrupt.
+                let _ = tx.enable_interrupt(&self.region);
             }
         })?;
-        let r = self.wait_for(timeout, Error::NoBuffer, false, || {
-            self.with(|st, fx| self.try_alloc(st, fx))?
-        });
+        let r = self.wait_for(
+            timeout,
+            Error::NoBuffer,
+            self.dispatching.load(Ordering::Relaxed) == 0,
+            || self.with(|st, fx| self.try_alloc(st, fx))?,
+        );
         self.with(|st, _| {
             st.tx_waiters = st.tx_waiters.saturating_sub(1);
             if st.tx_waiters == 0 {
@@ -1509,6 +1558,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
 
     /// Sends the CREATE announcements still owed, if the link is up.
     fn flush_announcements(&self) {
+        self.announce_owed.store(false, Ordering::Relaxed);
         for i in 0..EPTS {
             let owed = self
                 .with(|st, _| {
@@ -1523,8 +1573,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             };
             if self
                 .announce(addr, name, NsFlags::Create, Timeout::NoWait)
-                .is_ok()
+                .is_err()
             {
+                self.announce_owed.store(true, Ordering::Relaxed);
+            } else {
                 let _ = self.with(|st, _| {
                     if let Some(s) = st.slots.get_mut(i).filter(|s| s.generation == generation) {
                         s.announced = true;
@@ -1574,6 +1626,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     ///
     /// [`Error::Timeout`], [`Error::NotReady`] with [`Timeout::NoWait`], [`Error::LinkDown`].
     pub fn wait_link_up(&self, timeout: Timeout) -> Result<(), Error> {
+        // Look first, so a peer that is already there is seen without waiting (and with
+        // `NoWait`), as `poll_link_up` does.
+        self.poll()?;
         self.wait_for(timeout, Error::NotReady, true, || {
             self.with(|st, _| match st.phase {
                 Phase::Up => Ok(Some(())),
@@ -1630,7 +1685,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     }
 
     /// Shuts the link down, telling the peer: a DESTROY for each endpoint we announced, then
-    /// (driver, resource table) the status byte reset to 0. Afterwards every call is
+    /// (driver, resource table) the status byte reset to 0, once the device has taken the
+    /// DESTROYs or 100 poll intervals have passed. Afterwards every call is
     /// [`Error::LinkDown`] and blocked callers wake with it.
     ///
     /// # Errors
@@ -1640,6 +1696,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         if self.with(|st, _| matches!(st.phase, Phase::Down))? {
             return Err(Error::LinkDown);
         }
+        let mut destroyed = false;
         for i in 0..EPTS {
             let owed = self
                 .with(|st, _| {
@@ -1649,13 +1706,33 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 .ok()
                 .flatten();
             if let Some((addr, name)) = owed {
-                let _ = self.announce(
-                    addr,
-                    name,
-                    NsFlags::Destroy,
-                    Timeout::After(self.cfg.poll_interval * 100),
-                );
+                destroyed |= self
+                    .announce(
+                        addr,
+                        name,
+                        NsFlags::Destroy,
+                        Timeout::After(self.cfg.poll_interval * 100),
+                    )
+                    .is_ok();
             }
+        }
+        if destroyed && matches!(self.cfg.layout, LayoutConfig::RscTable(_)) {
+            let taken = || {
+                self.with(|st, _| match &st.queues {
+                    Queues::Driver { tx, .. } => {
+                        let r = tx.ring();
+                        (r.used_idx(&self.region).ok() == r.avail_idx(&self.region).ok())
+                            .then_some(())
+                    }
+                    Queues::None | Queues::Device { .. } => Some(()),
+                })
+            };
+            let _ = self.wait_for(
+                Timeout::After(self.cfg.poll_interval * 100),
+                Error::Timeout,
+                false,
+                taken,
+            );
         }
         self.with(|st, fx| {
             if let (Role::Driver, LayoutConfig::RscTable(r), Some(v)) =
@@ -1838,7 +1915,7 @@ fn ring_layout(num: u32, align: u32) -> Result<VringLayout, Error> {
 }
 
 /// What buffers and endpoint handles need from their link, independent of its type parameters.
-pub(crate) trait LinkCore {
+pub(crate) trait LinkCore: Sync {
     fn region(&self) -> SharedRegion<'_>;
     fn release_rx(&self, info: RxInfo);
     fn hold_rx(&self, info: RxInfo) -> HeldRx;
@@ -1889,16 +1966,21 @@ impl<P: Platform, E: Environment, const N: usize, const EPTS: usize> LinkCore
 
     fn release_rx(&self, info: RxInfo) {
         let _ = self.with(|st, fx| {
-            let ok = st.epoch == info.epoch
-                && matches!(st.phase, Phase::Up)
+            let held = st.epoch == info.epoch
                 && st
                     .rx_meta
                     .get(usize::from(info.id))
                     .is_some_and(|m| m.state == RxState::Held);
-            if ok {
-                st.stats.held = st.stats.held.saturating_sub(1);
-                let ret = st.rx_meta[usize::from(info.id)].ret_len;
+            if !held {
+                return;
+            }
+            st.stats.held = st.stats.held.saturating_sub(1);
+            let ret = st.rx_meta[usize::from(info.id)].ret_len;
+            if matches!(st.phase, Phase::Up) {
                 let _ = self.return_rx(st, fx, info.id, ret);
+            } else {
+                // The link is down or broken: nobody takes the buffer back any more.
+                st.rx_meta[usize::from(info.id)].state = RxState::Free;
             }
         });
     }

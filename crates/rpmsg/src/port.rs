@@ -133,7 +133,10 @@ impl<const K: usize> AddressMap for SegmentMap<K> {
 }
 
 /// What the chip provides.
-pub trait Platform {
+///
+/// `Sync`, because a link is shared by the contexts that use it (the doorbell interrupt and
+/// tasks or threads), and endpoints and buffers borrowed from it move between them.
+pub trait Platform: Sync {
     /// How peer addresses map onto our region.
     type Map: AddressMap;
 
@@ -159,10 +162,13 @@ pub trait Platform {
 }
 
 /// What the operating environment provides.
-pub trait Environment {
-    /// The lock around a link's bookkeeping: `CriticalSectionRawMutex` when interrupts or
-    /// threads share the link, `NoopRawMutex` for strictly one context.
-    type RawMutex: RawMutex;
+///
+/// `Sync` like [`Platform`], and so is its lock.
+pub trait Environment: Sync {
+    /// The lock around a link's bookkeeping: `CriticalSectionRawMutex` (interrupts or threads
+    /// share the link), or a `Sync` mutex of the RTOS. It must be `Sync` because the link is
+    /// shared, which rules out embassy's `NoopRawMutex`.
+    type RawMutex: RawMutex + Sync;
 
     /// The monotonic clock.
     fn now(&self) -> Instant;
@@ -190,7 +196,7 @@ impl<C: Fn() -> u64> SpinEnvironment<C> {
     }
 }
 
-impl<C: Fn() -> u64> Environment for SpinEnvironment<C> {
+impl<C: Fn() -> u64 + Sync> Environment for SpinEnvironment<C> {
     type RawMutex = CriticalSectionRawMutex;
 
     fn now(&self) -> Instant {

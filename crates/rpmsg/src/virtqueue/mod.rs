@@ -21,6 +21,8 @@ use crate::wire::vring::{
 };
 use core::fmt;
 
+#[cfg(all(test, loom))]
+mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
@@ -77,8 +79,9 @@ pub enum Violation {
     },
     /// A ring or buffer lies outside the region.
     OutOfRegion(AccessError),
-    /// A resource-table field the peer writes holds something impossible.
-    BadTable(crate::wire::Error),
+    /// A resource-table field the driver writes (vring address, size, alignment) holds
+    /// something impossible.
+    BadTable(&'static str),
 }
 
 impl fmt::Display for Violation {
@@ -120,7 +123,7 @@ impl fmt::Display for Violation {
                 )
             }
             Self::OutOfRegion(e) => write!(f, "ring access outside shared memory: {e}"),
-            Self::BadTable(e) => write!(f, "invalid resource table: {e}"),
+            Self::BadTable(what) => write!(f, "driver wrote an invalid resource table: {what}"),
         }
     }
 }
@@ -380,6 +383,18 @@ impl<const N: usize> DriverQueue<N> {
         Ok(())
     }
 
+    /// Asks the device to interrupt us again and tells whether it already returned something
+    /// meanwhile: clears `VRING_AVAIL_F_NO_INTERRUPT`, full fence, re-reads `used.idx`. Call it
+    /// before sleeping on the used ring; without the fence the flag store and the index load
+    /// may pass each other and the interrupt be lost (the loom model shows it).
+    pub fn enable_interrupt(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
+        self.set_no_interrupt(r, false)?;
+        // Full fence: the flag store is ordered before the `used.idx` load; pairs with the
+        // device's full fence between its `used.idx` store and its flag load.
+        fence::full();
+        self.has_used(r)
+    }
+
     /// Whether the device has returned something we have not taken yet.
     pub fn has_used(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
         Ok(self.ring.used_idx(r)? != self.last_used)
@@ -573,6 +588,17 @@ impl<const N: usize> DeviceQueue<N> {
         // Full fence: our `used.idx` store is ordered before the `avail.flags` load (3.7 step 5).
         fence::full();
         Ok(r.read_u16(self.ring.avail(avail::FLAGS))? & VRING_AVAIL_F_NO_INTERRUPT == 0)
+    }
+
+    /// Asks the driver to notify us again and tells whether it already published something
+    /// meanwhile: clears `VRING_USED_F_NO_NOTIFY`, full fence, re-reads `avail.idx`. Call it
+    /// before sleeping on the available ring (virtio's enable-notification step).
+    pub fn enable_notify(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
+        self.set_no_notify(r, false)?;
+        // Full fence: the flag store is ordered before the `avail.idx` load; pairs with the
+        // driver's full fence between its `avail.idx` store and its flag load.
+        fence::full();
+        self.has_avail(r)
     }
 
     /// Asks the driver not to notify us (`VRING_USED_F_NO_NOTIFY`), or to notify again.

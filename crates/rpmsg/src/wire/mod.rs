@@ -15,6 +15,7 @@
 pub mod ns;
 pub mod rpmsg;
 pub mod rsc;
+pub mod rsc_macro;
 pub mod vring;
 
 pub use ns::{Name, NsFlags, NsMessage, NsRepr};

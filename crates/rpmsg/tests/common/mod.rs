@@ -1,0 +1,362 @@
+//! Helpers shared by the integration tests: the shared-memory geometries both layouts use, memory
+//! with guard bytes around the region, and the deterministic payload pattern.
+
+#![allow(
+    dead_code,
+    reason = "each test crate includes this module and uses only part of it"
+)]
+
+use rpmsg::testing::{Loopback, TestEnv, TestLink};
+use rpmsg::virtqueue::Vring;
+use rpmsg::wire::rsc::{
+    FW_RSC_ADDR_ANY, RscTableRepr, VIRTIO_ID_RPMSG, VdevRepr, VringInfo, vdev_field,
+};
+use rpmsg::wire::vring::{VringLayout, align_up};
+use rpmsg::{Config, LayoutConfig, Link, LiteConfig, Role, RscConfig, SharedRegion};
+
+/// Where the resource table starts: not at 0, so table offsets are exercised.
+const TABLE_OFFSET: usize = 0x40;
+
+/// One shared-memory geometry: a layout and the address at which the peer sees the region.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Geometry {
+    /// The layout both sides configure.
+    pub(crate) kind: Kind,
+    /// Peer address of region offset 0 (`Loopback::with_base`).
+    pub(crate) base: u64,
+}
+
+/// Which layout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    /// RPMsg-Lite's static layout.
+    Lite(LiteConfig),
+    /// A resource table placed by [`Geometry::rsc`].
+    Rsc(RscGeometry),
+}
+
+/// Where a resource-table geometry puts everything (region offsets).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RscGeometry {
+    /// Queue size of both vrings.
+    pub(crate) num: u16,
+    /// Vring alignment.
+    pub(crate) align: u32,
+    /// Whether the table names fixed vring addresses (otherwise `FW_RSC_ADDR_ANY`).
+    pub(crate) fixed_da: bool,
+    /// Table offset and length.
+    pub(crate) table: (usize, usize),
+    /// Vring offsets.
+    pub(crate) vrings: [usize; 2],
+    /// Buffer pool offset (vring 0's receive buffers, then vring 1's).
+    pub(crate) pool: usize,
+    /// Region length.
+    pub(crate) len: usize,
+}
+
+/// Buffer size the resource-table driver uses (Linux's 512).
+pub(crate) const RSC_BUFFER_SIZE: u32 = 512;
+
+impl Geometry {
+    /// RPMsg-Lite's layout, region seen at offset 0.
+    pub(crate) fn lite(l: LiteConfig) -> Self {
+        Self {
+            kind: Kind::Lite(l),
+            base: 0,
+        }
+    }
+
+    /// A resource table at offset 0x40, vrings of `num` entries aligned to `align` after it, the
+    /// pool after them; `fixed_da` writes their addresses into the table, otherwise
+    /// `FW_RSC_ADDR_ANY` lets the driver place them.
+    pub(crate) fn rsc(num: u16, align: u32, fixed_da: bool, base: u64) -> Self {
+        let layout = VringLayout::new(num, align as usize).expect("valid ring geometry");
+        let table_len = Self::table(num, align, [FW_RSC_ADDR_ANY; 2]).buffer_len();
+        let step = (align as usize).max(64);
+        let v0 = align_up(TABLE_OFFSET + table_len, step).expect("small");
+        let v1 = align_up(v0 + layout.size, step).expect("small");
+        let pool = align_up(v1 + layout.size, 64).expect("small");
+        let len = pool + 2 * usize::from(num) * RSC_BUFFER_SIZE as usize;
+        Self {
+            kind: Kind::Rsc(RscGeometry {
+                num,
+                align,
+                fixed_da,
+                table: (TABLE_OFFSET, table_len),
+                vrings: [v0, v1],
+                pool,
+                len,
+            }),
+            base,
+        }
+    }
+
+    /// The same geometry with the peer seeing the region at `base`.
+    pub(crate) fn with_base(mut self, base: u64) -> Self {
+        self.base = base;
+        self
+    }
+
+    fn table(num: u16, align: u32, da: [u32; 2]) -> RscTableRepr<'static> {
+        let ring = |k: usize| VringInfo {
+            da: da[k],
+            align,
+            num: u32::from(num),
+            notifyid: k as u32,
+        };
+        RscTableRepr {
+            vdev: Some(VdevRepr {
+                id: VIRTIO_ID_RPMSG,
+                notifyid: 2,
+                dfeatures: 1,
+                config_len: 0,
+                vrings: [ring(0), ring(1)],
+            }),
+            carveouts: &[],
+            trace: None,
+        }
+    }
+
+    /// Bytes of shared memory the geometry needs.
+    pub(crate) fn region_len(&self) -> usize {
+        match self.kind {
+            Kind::Lite(l) => l.region_len(),
+            Kind::Rsc(r) => r.len,
+        }
+    }
+
+    /// Queue size of both vrings.
+    pub(crate) fn num(&self) -> u16 {
+        match self.kind {
+            Kind::Lite(l) => l.buffer_count,
+            Kind::Rsc(r) => r.num,
+        }
+    }
+
+    /// What the firmware does before either side starts: emit the resource table into the
+    /// region (nothing for RPMsg-Lite).
+    pub(crate) fn prepare(&self, region: &SharedRegion<'_>) {
+        let Kind::Rsc(r) = self.kind else { return };
+        let da = if r.fixed_da {
+            r.vrings
+                .map(|off| u32::try_from(self.base + off as u64).expect("32-bit peer address"))
+        } else {
+            [FW_RSC_ADDR_ANY; 2]
+        };
+        let repr = Self::table(r.num, r.align, da);
+        let mut buf = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut buf).expect("table fits");
+        region.copy_in(r.table.0, &buf).expect("table in region");
+        let vdev = self.config(Role::Device);
+        let LayoutConfig::RscTable(c) = vdev.layout else {
+            unreachable!()
+        };
+        let info = c.read_vdev(region).expect("the emitted table parses");
+        assert_eq!(
+            info.offset,
+            self.vdev_offset(),
+            "vdev entry right after the header"
+        );
+    }
+
+    /// The configuration of `role`.
+    pub(crate) fn config(&self, role: Role) -> Config {
+        match self.kind {
+            Kind::Lite(l) => Config::lite(role, l),
+            Kind::Rsc(r) => {
+                let mut c = RscConfig::new(r.table.0, r.table.1);
+                if role == Role::Driver {
+                    c.vring_offsets = [Some(r.vrings[0]), Some(r.vrings[1])];
+                    c.pool_offset = r.pool;
+                    c.buffer_size = RSC_BUFFER_SIZE;
+                }
+                Config::new(role, LayoutConfig::RscTable(c))
+            }
+        }
+    }
+
+    /// The platform for one side.
+    pub(crate) fn platform(&self, region: SharedRegion<'_>) -> Loopback {
+        Loopback::with_base(region, self.base)
+    }
+
+    /// A link of `role` (not started) over `region`.
+    pub(crate) fn link<'r, const N: usize>(
+        &self,
+        region: SharedRegion<'r>,
+        role: Role,
+    ) -> TestLink<'r, N> {
+        self.link_with(region, self.config(role))
+    }
+
+    /// A link with an adjusted configuration.
+    pub(crate) fn link_with<'r, const N: usize>(
+        &self,
+        region: SharedRegion<'r>,
+        cfg: Config,
+    ) -> TestLink<'r, N> {
+        Link::new(region, self.platform(region), TestEnv::new(), cfg).expect("valid link config")
+    }
+
+    /// The two vrings (for reading or corrupting them by hand).
+    pub(crate) fn rings(&self) -> [Vring; 2] {
+        match self.kind {
+            Kind::Lite(l) => {
+                let layout = VringLayout::new(l.buffer_count, l.vring_align).expect("valid");
+                let (o0, o1, _) = l.offsets();
+                [o0, o1].map(|o| Vring { base: o, layout })
+            }
+            Kind::Rsc(r) => {
+                let layout = VringLayout::new(r.num, r.align as usize).expect("valid");
+                r.vrings.map(|o| Vring { base: o, layout })
+            }
+        }
+    }
+
+    /// Region offset and size of the receive (`dir` 0: vring 0) or transmit (`dir` 1: vring 1)
+    /// buffer `id` of the driver's pool.
+    pub(crate) fn buffer(&self, dir: usize, id: u16) -> (usize, usize) {
+        match self.kind {
+            Kind::Lite(l) => {
+                let j = dir * usize::from(l.buffer_count) + usize::from(id);
+                (l.buffer(j), l.buffer_size as usize)
+            }
+            Kind::Rsc(r) => {
+                let size = RSC_BUFFER_SIZE as usize;
+                let j = dir * usize::from(r.num) + usize::from(id);
+                (r.pool + j * size, size)
+            }
+        }
+    }
+
+    /// Region offset of the vdev status byte (resource table only).
+    pub(crate) fn status_offset(&self) -> Option<usize> {
+        match self.kind {
+            Kind::Lite(_) => None,
+            Kind::Rsc(r) => Some(r.table.0 + self.vdev_offset() + vdev_field::STATUS),
+        }
+    }
+
+    /// Offset of the vdev entry from the start of the table: after the 16-byte header and the
+    /// one 4-byte entry offset (checked against the parser in [`Geometry::prepare`]).
+    pub(crate) fn vdev_offset(&self) -> usize {
+        20
+    }
+
+    /// Region offset of a field of the vdev entry (resource table only).
+    pub(crate) fn vdev_field(&self, field: usize) -> Option<usize> {
+        self.table_range()
+            .map(|(t, _)| t + self.vdev_offset() + field)
+    }
+
+    /// Region offset of the resource-table range (resource table only).
+    pub(crate) fn table_range(&self) -> Option<(usize, usize)> {
+        match self.kind {
+            Kind::Lite(_) => None,
+            Kind::Rsc(r) => Some(r.table),
+        }
+    }
+}
+
+/// Zeroed memory with guard bytes on both sides of the region, to prove nothing is touched
+/// outside it.
+#[derive(Debug)]
+pub(crate) struct GuardedMemory {
+    words: Vec<u64>,
+    guard: usize,
+    len: usize,
+}
+
+/// The byte guard areas hold.
+pub(crate) const GUARD_BYTE: u8 = 0xA5;
+
+impl GuardedMemory {
+    /// `len` bytes of region between two guards of `guard` bytes (a multiple of 8).
+    pub(crate) fn new(len: usize, guard: usize) -> Self {
+        assert_eq!(guard % 8, 0, "guards keep the region 8-aligned");
+        let mut words = vec![0u64; (2 * guard + len).div_ceil(8) + 1];
+        let bytes: &mut [u8] = zerocopy::IntoBytes::as_mut_bytes(words.as_mut_slice());
+        bytes[..guard].fill(GUARD_BYTE);
+        bytes[guard + len..].fill(GUARD_BYTE);
+        Self { words, guard, len }
+    }
+
+    /// The region between the guards.
+    pub(crate) fn region(&mut self) -> SharedRegion<'_> {
+        let (guard, len) = (self.guard, self.len);
+        let bytes: &mut [u8] = zerocopy::IntoBytes::as_mut_bytes(self.words.as_mut_slice());
+        SharedRegion::from_slice(&mut bytes[guard..guard + len]).expect("8-aligned")
+    }
+
+    /// Changes the guard byte at `rel` (relative to the region start), to test the check.
+    pub(crate) fn poke_outside(&mut self, rel: isize) {
+        let i = usize::try_from(self.guard as isize + rel).expect("inside the allocation");
+        assert!(i < self.guard || i >= self.guard + self.len, "a guard byte");
+        let bytes: &mut [u8] = zerocopy::IntoBytes::as_mut_bytes(self.words.as_mut_slice());
+        bytes[i] ^= 0xFF;
+    }
+
+    /// Offsets (relative to the region start, negative before it) of guard bytes that changed.
+    pub(crate) fn damaged_guards(&mut self) -> Vec<isize> {
+        let (guard, len) = (self.guard, self.len);
+        let bytes: &mut [u8] = zerocopy::IntoBytes::as_mut_bytes(self.words.as_mut_slice());
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| (i < guard || i >= guard + len) && b != GUARD_BYTE)
+            .map(|(i, _)| i as isize - guard as isize)
+            .collect()
+    }
+}
+
+/// Largest payload in these tests (512-byte buffers).
+pub(crate) const MAX_PAYLOAD: usize = 496;
+
+/// Payload length of message `seq` of `stream`: cycles through every size `0..=496`.
+pub(crate) fn payload_len(stream: u8, seq: u64) -> usize {
+    ((seq + u64::from(stream) * 131) % (MAX_PAYLOAD as u64 + 1)) as usize
+}
+
+/// Byte `i` of message `seq` of `stream`: the sequence number in the first 8 bytes (as much of it
+/// as fits), a mix of stream, sequence number and position after that.
+pub(crate) fn payload_byte(stream: u8, seq: u64, i: usize) -> u8 {
+    if i < 8 {
+        seq.to_le_bytes()[i]
+    } else {
+        let x = (seq as u32)
+            .wrapping_mul(0x9E37_79B1)
+            .wrapping_add((i as u32).wrapping_mul(0x85EB_CA77));
+        (x >> 24) as u8 ^ stream
+    }
+}
+
+/// Fills `buf` with message `seq` of `stream` and returns its length.
+pub(crate) fn fill_payload(stream: u8, seq: u64, buf: &mut [u8; MAX_PAYLOAD]) -> usize {
+    let len = payload_len(stream, seq);
+    for (i, b) in buf[..len].iter_mut().enumerate() {
+        *b = payload_byte(stream, seq, i);
+    }
+    len
+}
+
+/// Why `data` is not message `seq` of `stream`, if it is not.
+pub(crate) fn check_payload(stream: u8, seq: u64, data: &[u8]) -> Result<(), String> {
+    let want = payload_len(stream, seq);
+    if data.len() != want {
+        let got_seq =
+            (data.len() >= 8).then(|| u64::from_le_bytes(data[..8].try_into().expect("8 bytes")));
+        return Err(format!(
+            "stream {stream}: expected message {seq} of {want} bytes, got {} bytes (sequence \
+             number in it: {got_seq:?})",
+            data.len()
+        ));
+    }
+    if let Some(i) = (0..data.len()).find(|&i| data[i] != payload_byte(stream, seq, i)) {
+        return Err(format!(
+            "stream {stream}: message {seq} corrupted at byte {i}: {:#04x} instead of {:#04x}",
+            data[i],
+            payload_byte(stream, seq, i)
+        ));
+    }
+    Ok(())
+}
