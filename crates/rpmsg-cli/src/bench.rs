@@ -1,0 +1,835 @@
+//! `rpmsg bench`: round-trip latency and one-way flood throughput between two processes, for
+//! several payload sizes and doorbell modes, each figure also given as a ratio to a baseline
+//! measured in the same run over the same kind of shared-memory file:
+//!
+//! * latency against a raw ping-pong of one cache line (one atomic `u64` each way, both sides
+//!   busy-polling), percentile by percentile;
+//! * throughput against a raw single-producer ring that `memcpy`s slots of the same size
+//!   through the buffer pool of the same layout.
+//!
+//! The host (driver) side runs here, pinned to one CPU; each case's peer (device side) is a
+//! second process of this binary (`rpmsg bench-peer`), pinned to another.
+
+use crate::common::{
+    Announcements, CliLink, DoorbellArg, Failure, LayoutArg, bind_by_name, config, ns, run_link,
+    wait_up,
+};
+use crate::demo::{ChildGuard, remove_stale_socket};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rpmsg::{EndpointConfig, Timeout};
+use rpmsg_host::{
+    DoorbellMode, Geometry, GeometrySpec, RawPingPong, RawRing, Session, SessionOptions,
+    SharedFile, Side,
+};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// `rpmsg bench`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BenchArgs {
+    /// Doorbell modes to measure, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "busy-poll,futex,socket"
+    )]
+    pub(crate) modes: Vec<DoorbellArg>,
+    /// Payload sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256,496")]
+    pub(crate) sizes: Vec<usize>,
+    /// Milliseconds of each latency case.
+    #[arg(long, default_value_t = 400, value_name = "MS")]
+    pub(crate) latency_ms: u64,
+    /// Milliseconds of each throughput case.
+    #[arg(long, default_value_t = 250, value_name = "MS")]
+    pub(crate) flood_ms: u64,
+    /// Layout of the shared memory.
+    #[arg(long, value_enum, default_value = "lite")]
+    pub(crate) layout: LayoutArg,
+    /// Buffers per direction (also the raw ring's slots).
+    #[arg(long, default_value_t = 64)]
+    pub(crate) buffers: u16,
+    /// Bytes per buffer, the 16-byte header included.
+    #[arg(long, default_value_t = 512)]
+    pub(crate) buffer_size: u32,
+    /// Vring alignment.
+    #[arg(long, default_value_t = 0x10)]
+    pub(crate) align: u32,
+    /// Print the results as JSON on standard output instead of tables.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Draw the latency histogram of each mode (smallest size) into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub(crate) plot: Option<PathBuf>,
+    /// Do not pin the two processes to two CPUs.
+    #[arg(long)]
+    pub(crate) no_pin: bool,
+    /// Directory of the doorbell sockets.
+    #[arg(long, default_value = "/tmp", value_name = "DIR")]
+    pub(crate) sock_dir: PathBuf,
+    /// Milliseconds after which a silent peer fails the run.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    pub(crate) timeout: u64,
+}
+
+/// Which baseline or link the peer serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum PeerCase {
+    /// Echo the ping-pong word.
+    Pingpong,
+    /// Consume the raw ring.
+    Ring,
+    /// Serve the rpmsg bench endpoint.
+    Rpmsg,
+}
+
+/// `rpmsg bench-peer` (hidden).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PeerArgs {
+    /// What to serve.
+    #[arg(long, value_enum)]
+    pub(crate) case: PeerCase,
+    /// The shared-memory file.
+    #[arg(long)]
+    pub(crate) shm: PathBuf,
+    /// Directory of the doorbell sockets.
+    #[arg(long, default_value = "/tmp")]
+    pub(crate) sock_dir: PathBuf,
+    /// CPU to pin to.
+    #[arg(long)]
+    pub(crate) pin: Option<usize>,
+    /// Ring: bytes copied out of each slot.
+    #[arg(long, default_value_t = 496)]
+    pub(crate) size: usize,
+    /// Milliseconds of silence after which the peer gives up.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) timeout: u64,
+}
+
+const SERVICE: &str = "rpmsg-bench";
+/// The peer's sink for floods: a callback endpoint (messages are copied out and counted inside
+/// the link's poll, RPMsg-Lite's callback mode), so a flood measures the transport rather than
+/// a receive queue.
+const SINK: &str = "rpmsg-bench-sink";
+/// Message tags, in the first payload byte.
+const TAG_ECHO: u8 = b'E';
+const TAG_SINK: u8 = b'S';
+const TAG_FLUSH: u8 = b'F';
+const TAG_QUIT: u8 = b'Q';
+
+/// Latency percentiles of one case, in nanoseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Latency {
+    pub(crate) samples: usize,
+    pub(crate) mean_ns: f64,
+    pub(crate) p50_ns: f64,
+    pub(crate) p99_ns: f64,
+    pub(crate) p999_ns: f64,
+    pub(crate) max_ns: f64,
+}
+
+impl Latency {
+    fn of(samples: &mut [u32]) -> Self {
+        samples.sort_unstable();
+        let n = samples.len().max(1);
+        let at = |q: f64| {
+            let i = ((n as f64 * q) as usize).min(n - 1);
+            f64::from(samples.get(i).copied().unwrap_or(0))
+        };
+        let sum: u64 = samples.iter().map(|&v| u64::from(v)).sum();
+        Self {
+            samples: samples.len(),
+            mean_ns: sum as f64 / n as f64,
+            p50_ns: at(0.5),
+            p99_ns: at(0.99),
+            p999_ns: at(0.999),
+            max_ns: at(1.0),
+        }
+    }
+
+    fn ratio(&self, base: &Self) -> LatencyRatio {
+        let r = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        LatencyRatio {
+            p50: r(self.p50_ns, base.p50_ns),
+            p99: r(self.p99_ns, base.p99_ns),
+            p999: r(self.p999_ns, base.p999_ns),
+            max: r(self.max_ns, base.max_ns),
+        }
+    }
+}
+
+/// Each percentile divided by the baseline's.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct LatencyRatio {
+    pub(crate) p50: f64,
+    pub(crate) p99: f64,
+    pub(crate) p999: f64,
+    pub(crate) max: f64,
+}
+
+/// Throughput of one flood.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Throughput {
+    pub(crate) messages: u64,
+    pub(crate) seconds: f64,
+    pub(crate) msgs_per_s: f64,
+    pub(crate) mb_per_s: f64,
+}
+
+/// Each flood is this many timed bursts; the median burst is reported, so a burst that another
+/// process preempted does not decide the figure.
+const BURSTS: u32 = 5;
+
+impl Throughput {
+    /// The burst with the median rate.
+    fn median(mut bursts: Vec<Self>) -> Self {
+        bursts.sort_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s));
+        bursts.get(bursts.len() / 2).copied().unwrap_or(Self {
+            messages: 0,
+            seconds: 0.0,
+            msgs_per_s: 0.0,
+            mb_per_s: 0.0,
+        })
+    }
+
+    fn of(messages: u64, size: usize, d: Duration) -> Self {
+        let s = d.as_secs_f64().max(1e-9);
+        Self {
+            messages,
+            seconds: s,
+            msgs_per_s: messages as f64 / s,
+            mb_per_s: messages as f64 * size as f64 / s / 1e6,
+        }
+    }
+}
+
+/// One (mode, size) result.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Case {
+    pub(crate) mode: String,
+    pub(crate) size: usize,
+    pub(crate) latency: Latency,
+    pub(crate) latency_ratio: LatencyRatio,
+    pub(crate) throughput: Throughput,
+    /// Messages per second divided by the raw ring's at the same size.
+    pub(crate) throughput_ratio: f64,
+}
+
+/// The raw ring at one size.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RingBaseline {
+    pub(crate) size: usize,
+    pub(crate) throughput: Throughput,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    pub(crate) layout: String,
+    pub(crate) buffers: u16,
+    pub(crate) buffer_size: u32,
+    pub(crate) align: u32,
+    pub(crate) cpus: Option<[usize; 2]>,
+    pub(crate) latency_ms: u64,
+    pub(crate) flood_ms: u64,
+    pub(crate) baseline_pingpong: Latency,
+    pub(crate) baseline_ring: Vec<RingBaseline>,
+    pub(crate) cases: Vec<Case>,
+    /// The two goals, as measured: 16-byte busy-poll round trip (p50) over the ping-pong's,
+    /// and the 496-byte busy-poll flood over the raw ring's.
+    pub(crate) goal_rtt16_ratio: Option<f64>,
+    pub(crate) goal_flood496_ratio: Option<f64>,
+}
+
+/// Latency samples of one mode for the plot.
+#[derive(Debug)]
+pub(crate) struct PlotSeries {
+    pub(crate) label: String,
+    pub(crate) samples: Vec<u32>,
+}
+
+/// One size of one mode: size, latency, flood, and the latency samples for the plot.
+type SizeResult = (usize, Latency, Throughput, Vec<u32>);
+
+/// Pins the calling thread to `cpu`.
+fn pin(cpu: usize) -> Result<(), Failure> {
+    let mut set = rustix_cpuset();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set)
+        .map_err(|e| Failure::msg(format!("cannot pin to CPU {cpu}: {e}")))
+}
+
+fn rustix_cpuset() -> rustix::thread::CpuSet {
+    rustix::thread::CpuSet::new()
+}
+
+/// Two CPUs this process may run on.
+fn two_cpus() -> Option<[usize; 2]> {
+    let set = rustix::thread::sched_getaffinity(None).ok()?;
+    let mut it = (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c));
+    Some([it.next()?, it.next()?])
+}
+
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    path: PathBuf,
+    geometry: Geometry,
+    cpus: Option<[usize; 2]>,
+    timeout: Duration,
+    bar: ProgressBar,
+    /// Reused sample buffer (allocated once).
+    samples: Vec<u32>,
+}
+
+impl Bench<'_> {
+    fn spawn_peer(&self, case: PeerCase, size: usize) -> Result<ChildGuard, Failure> {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("bench-peer")
+            .arg("--case")
+            .arg(match case {
+                PeerCase::Pingpong => "pingpong",
+                PeerCase::Ring => "ring",
+                PeerCase::Rpmsg => "rpmsg",
+            })
+            .arg("--shm")
+            .arg(&self.path)
+            .arg("--sock-dir")
+            .arg(&self.args.sock_dir)
+            .arg("--size")
+            .arg(size.to_string())
+            .arg("--timeout")
+            .arg(self.args.timeout.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if let Some([_, peer]) = self.cpus {
+            cmd.arg("--pin").arg(peer.to_string());
+        }
+        Ok(ChildGuard(Some(cmd.spawn()?)))
+    }
+
+    fn finish_peer(&self, mut peer: ChildGuard, what: &str) -> Result<(), Failure> {
+        match peer.wait_timeout(self.timeout) {
+            Some(st) if st.success() => Ok(()),
+            Some(st) => Err(Failure::msg(format!("the {what} peer failed: {st}"))),
+            None => Err(Failure::msg(format!(
+                "the {what} peer did not exit within {} ms; it was killed",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    fn raw_file(&self) -> Result<SharedFile, Failure> {
+        Ok(SharedFile::create(
+            &self.path,
+            self.geometry,
+            DoorbellMode::BusyPoll,
+        )?)
+    }
+
+    fn pingpong(&mut self) -> Result<(Latency, Vec<u32>), Failure> {
+        self.bar
+            .set_message("baseline: raw ping-pong of one cache line");
+        let file = self.raw_file()?;
+        let pp = RawPingPong::new(&file);
+        pp.reset();
+        let peer = self.spawn_peer(PeerCase::Pingpong, 0)?;
+        let r = (|| {
+            pp.wait_ready(self.timeout)?;
+            let mut seq = 0u64;
+            let warm = Instant::now();
+            while warm.elapsed() < Duration::from_millis(50) {
+                seq += 1;
+                pp.round_trip(seq, self.timeout)?;
+            }
+            self.samples.clear();
+            let end = Instant::now() + Duration::from_millis(self.args.latency_ms);
+            while self.samples.len() < self.samples.capacity() {
+                seq += 1;
+                let t0 = Instant::now();
+                pp.round_trip(seq, self.timeout)?;
+                let t1 = Instant::now();
+                self.samples.push(nanos(t1 - t0));
+                if t1 >= end {
+                    break;
+                }
+            }
+            Ok::<_, Failure>(())
+        })();
+        pp.stop();
+        file.remove();
+        r?;
+        self.finish_peer(peer, "ping-pong")?;
+        let plot = self.samples.clone();
+        Ok((Latency::of(&mut self.samples), plot))
+    }
+
+    fn ring(&mut self, size: usize) -> Result<Throughput, Failure> {
+        self.bar
+            .set_message(format!("baseline: raw ring of {size}-byte slots"));
+        let file = self.raw_file()?;
+        let mut ring = RawRing::new(&file)?;
+        ring.reset();
+        let peer = self.spawn_peer(PeerCase::Ring, size)?;
+        let msg = vec![0x5a_u8; size];
+        let r = (|| {
+            ring.wait_ready(self.timeout)?;
+            let warm = Instant::now();
+            while warm.elapsed() < Duration::from_millis(30) {
+                ring.push(&msg, self.timeout)?;
+            }
+            ring.drain(self.timeout)?;
+            let d = Duration::from_millis(self.args.flood_ms) / BURSTS;
+            let mut bursts = Vec::new();
+            for _ in 0..BURSTS {
+                let t0 = Instant::now();
+                let mut n = 0u64;
+                loop {
+                    for _ in 0..64 {
+                        ring.push(&msg, self.timeout)?;
+                    }
+                    n += 64;
+                    if t0.elapsed() >= d {
+                        break;
+                    }
+                }
+                ring.drain(self.timeout)?;
+                bursts.push(Throughput::of(n, size, t0.elapsed()));
+            }
+            Ok::<_, Failure>(Throughput::median(bursts))
+        })();
+        let stop = ring.drain_and_stop(self.timeout);
+        file.remove();
+        let t = r?;
+        stop?;
+        self.finish_peer(peer, "ring")?;
+        Ok(t)
+    }
+
+    fn rpmsg_mode(&mut self, mode: DoorbellMode) -> Result<Vec<SizeResult>, Failure> {
+        let mut opts = SessionOptions::new(&self.path, Side::Driver);
+        opts.geometry = GeometrySpec {
+            layout: Some(self.geometry.layout),
+            buffers: Some(self.geometry.buffers),
+            buffer_size: Some(self.geometry.buffer_size),
+            align: Some(self.geometry.align),
+        };
+        opts.doorbell = Some(mode);
+        opts.socket_dir.clone_from(&self.args.sock_dir);
+        let session = Session::create(&opts)?;
+        let peer = self.spawn_peer(PeerCase::Rpmsg, 0)?;
+        let link: CliLink<'_> = session.link(config(&session, self.timeout)?)?;
+        let timeout = self.timeout;
+        let ns_queue = Announcements::new();
+        link.set_ns_handler(&ns_queue)?;
+        let r = run_link(
+            &link,
+            |link| {
+                Ok((
+                    link.create_endpoint(EndpointConfig::new().name(SERVICE)?.queue(4))?,
+                    link.create_endpoint(EndpointConfig::new().name(SINK)?.queue(1))?,
+                ))
+            },
+            |link, (ep, sink_ep)| {
+                let dst = bind_by_name(&session, link, &ep, &ns_queue, SERVICE, Some(timeout))?;
+                let sink = bind_by_name(&session, link, &sink_ep, &ns_queue, SINK, Some(timeout))?;
+                let explain = |e| Failure::from(session.explain(e, timeout));
+                let t = Timeout::After(timeout);
+                let mut out = vec![0u8; session.geometry().payload()];
+                let mut back = vec![0u8; session.geometry().payload()];
+                let mut results = Vec::new();
+                for &size in &self.args.sizes {
+                    self.bar
+                        .set_message(format!("rpmsg {mode}: {size}-byte round trips"));
+                    out[0] = TAG_ECHO;
+                    let warm = Instant::now();
+                    while warm.elapsed() < Duration::from_millis(30) {
+                        ep.send_to_timeout(dst, &out[..size], t).map_err(explain)?;
+                        ep.recv(&mut back, t).map_err(explain)?;
+                    }
+                    self.samples.clear();
+                    let end = Instant::now() + Duration::from_millis(self.args.latency_ms);
+                    while self.samples.len() < self.samples.capacity() {
+                        let t0 = Instant::now();
+                        ep.send_to_timeout(dst, &out[..size], t).map_err(explain)?;
+                        let (n, _) = ep.recv(&mut back, t).map_err(explain)?;
+                        let t1 = Instant::now();
+                        if n != size {
+                            return Err(Failure::msg(format!(
+                                "echo of {size} bytes came back with {n}"
+                            )));
+                        }
+                        self.samples.push(nanos(t1 - t0));
+                        if t1 >= end {
+                            break;
+                        }
+                    }
+                    let plot = self.samples.clone();
+                    let lat = Latency::of(&mut self.samples);
+                    self.bar.inc(1);
+
+                    self.bar
+                        .set_message(format!("rpmsg {mode}: {size}-byte flood"));
+                    out[0] = TAG_SINK;
+                    let d = Duration::from_millis(self.args.flood_ms) / BURSTS;
+                    let mut bursts = Vec::new();
+                    for _ in 0..BURSTS {
+                        let t0 = Instant::now();
+                        let mut sent = 0u64;
+                        loop {
+                            for _ in 0..64 {
+                                ep.send_to_timeout(sink, &out[..size], t).map_err(explain)?;
+                            }
+                            sent += 64;
+                            if t0.elapsed() >= d {
+                                break;
+                            }
+                        }
+                        // The flush travels behind the flood: its answer means all arrived.
+                        ep.send_to_timeout(dst, &[TAG_FLUSH], t).map_err(explain)?;
+                        let (n, _) = ep.recv(&mut back, t).map_err(explain)?;
+                        let elapsed = t0.elapsed();
+                        let got = back
+                            .get(..8)
+                            .filter(|_| n == 8)
+                            .and_then(|b| b.try_into().ok())
+                            .map(u64::from_le_bytes);
+                        if got != Some(sent) {
+                            return Err(Failure::msg(format!(
+                                "flood: the peer counted {got:?} messages of the {sent} sent"
+                            )));
+                        }
+                        bursts.push(Throughput::of(sent, size, elapsed));
+                    }
+                    results.push((size, lat, Throughput::median(bursts), plot));
+                    self.bar.inc(1);
+                }
+                ep.send_to_timeout(dst, &[TAG_QUIT], t).map_err(explain)?;
+                Ok(results)
+            },
+        );
+        let peer_result = self.finish_peer(peer, &format!("rpmsg {mode}"));
+        remove_stale_socket(session.socket().peer_path());
+        session.close();
+        let results = r?;
+        peer_result?;
+        Ok(results)
+    }
+}
+
+fn nanos(d: Duration) -> u32 {
+    u32::try_from(d.as_nanos()).unwrap_or(u32::MAX)
+}
+
+/// Runs the benchmark.
+pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
+    let geometry = Geometry {
+        layout: args.layout.into(),
+        buffers: args.buffers,
+        buffer_size: args.buffer_size,
+        align: args.align,
+    };
+    geometry.validate()?;
+    if let Some(&s) = args
+        .sizes
+        .iter()
+        .find(|&&s| s == 0 || s > geometry.payload())
+    {
+        return Err(Failure::usage(format!(
+            "size {s} must be between 1 and the {} payload bytes a buffer holds",
+            geometry.payload()
+        )));
+    }
+    if args.modes.is_empty() || args.sizes.is_empty() {
+        return Err(Failure::usage("give at least one mode and one size"));
+    }
+    let cpus = if args.no_pin { None } else { two_cpus() };
+    if let Some([host, _]) = cpus {
+        pin(host)?;
+    }
+    let steps = 1 + args.sizes.len() + 2 * args.modes.len() * args.sizes.len();
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    // At most ~20 M samples of a few hundred nanoseconds: allocated once, before measuring.
+    let cap = usize::try_from(args.latency_ms.saturating_mul(20_000)).unwrap_or(usize::MAX);
+    let mut b = Bench {
+        args,
+        path: SessionOptions::shm_path(&format!("rpmsg-bench-{}", std::process::id())),
+        geometry,
+        cpus,
+        timeout: Duration::from_millis(args.timeout),
+        bar,
+        samples: Vec::with_capacity(cap.min(1 << 25)),
+    };
+    let r = run(&mut b);
+    b.bar.finish_and_clear();
+    let _ = std::fs::remove_file(&b.path);
+    let (report, series) = r?;
+    if let Some(p) = &args.plot {
+        crate::plot::histograms(p, &series)
+            .map_err(|e| Failure::msg(format!("cannot draw {}: {e}", p.display())))?;
+    }
+    if args.json {
+        let s = serde_json::to_string_pretty(&report)
+            .map_err(|e| Failure::msg(format!("cannot encode JSON: {e}")))?;
+        println!("{s}");
+    } else {
+        print_report(&report, args.plot.as_deref());
+    }
+    Ok(())
+}
+
+fn run(b: &mut Bench<'_>) -> Result<(Report, Vec<PlotSeries>), Failure> {
+    let mut series = Vec::new();
+    let (base, plot) = b.pingpong()?;
+    series.push(PlotSeries {
+        label: "raw ping-pong (baseline)".into(),
+        samples: plot,
+    });
+    b.bar.inc(1);
+    let mut rings = Vec::new();
+    for &size in &b.args.sizes {
+        rings.push(RingBaseline {
+            size,
+            throughput: b.ring(size)?,
+        });
+        b.bar.inc(1);
+    }
+    let smallest = b.args.sizes.iter().copied().min().unwrap_or(16);
+    let mut cases = Vec::new();
+    let modes = b.args.modes.clone();
+    for mode in modes {
+        let mode = DoorbellMode::from(mode);
+        for (size, lat, thr, plot) in b.rpmsg_mode(mode)? {
+            let ring = rings
+                .iter()
+                .find(|r| r.size == size)
+                .map_or(f64::NAN, |r| r.throughput.msgs_per_s);
+            if size == smallest {
+                series.push(PlotSeries {
+                    label: format!("rpmsg {mode}, {size} B"),
+                    samples: plot,
+                });
+            }
+            cases.push(Case {
+                mode: mode.to_string(),
+                size,
+                latency: lat,
+                latency_ratio: lat.ratio(&base),
+                throughput: thr,
+                throughput_ratio: thr.msgs_per_s / ring,
+            });
+        }
+    }
+    let busy = |size| {
+        cases
+            .iter()
+            .find(|c| c.mode == DoorbellMode::BusyPoll.as_str() && c.size == size)
+    };
+    let goal_rtt16_ratio = busy(16).map(|c| c.latency_ratio.p50);
+    let goal_flood496_ratio = busy(496).map(|c| c.throughput_ratio);
+    Ok((
+        Report {
+            layout: b.geometry.layout.to_string(),
+            buffers: b.geometry.buffers,
+            buffer_size: b.geometry.buffer_size,
+            align: b.geometry.align,
+            cpus: b.cpus,
+            latency_ms: b.args.latency_ms,
+            flood_ms: b.args.flood_ms,
+            baseline_pingpong: base,
+            baseline_ring: rings,
+            cases,
+            goal_rtt16_ratio,
+            goal_flood496_ratio,
+        },
+        series,
+    ))
+}
+
+fn print_report(r: &Report, plot: Option<&Path>) {
+    println!(
+        "rpmsg bench: {} layout, {} x {} B buffers, vring align {:#x}; {}; {} ms per latency case, {} ms per flood",
+        r.layout,
+        r.buffers,
+        r.buffer_size,
+        r.align,
+        match r.cpus {
+            Some([a, b]) => format!("host pinned to CPU {a}, peer to CPU {b}"),
+            None => "not pinned".into(),
+        },
+        r.latency_ms,
+        r.flood_ms
+    );
+    let b = &r.baseline_pingpong;
+    println!();
+    println!(
+        "baseline  raw ping-pong of one cache line: p50 {}  p99 {}  p99.9 {}  max {}  ({} round trips)",
+        ns(b.p50_ns),
+        ns(b.p99_ns),
+        ns(b.p999_ns),
+        ns(b.max_ns),
+        b.samples
+    );
+    for ring in &r.baseline_ring {
+        println!(
+            "baseline  raw ring of {:>3}-byte slots:     {:>6.2} M msg/s  {:>7.1} MB/s",
+            ring.size,
+            ring.throughput.msgs_per_s / 1e6,
+            ring.throughput.mb_per_s
+        );
+    }
+    println!();
+    println!("round-trip latency (ratio to the ping-pong's same percentile)");
+    println!(
+        "{:<10} {:>5}  {:>18} {:>18} {:>18} {:>18}",
+        "mode", "bytes", "p50", "p99", "p99.9", "max"
+    );
+    let cell = |v: f64, ratio: f64| format!("{} ({ratio:.1}x)", ns(v));
+    for c in &r.cases {
+        println!(
+            "{:<10} {:>5}  {:>18} {:>18} {:>18} {:>18}",
+            c.mode,
+            c.size,
+            cell(c.latency.p50_ns, c.latency_ratio.p50),
+            cell(c.latency.p99_ns, c.latency_ratio.p99),
+            cell(c.latency.p999_ns, c.latency_ratio.p999),
+            cell(c.latency.max_ns, c.latency_ratio.max),
+        );
+    }
+    println!();
+    println!("one-way flood (ratio to the raw ring at the same size)");
+    println!(
+        "{:<10} {:>5}  {:>12} {:>10} {:>8}",
+        "mode", "bytes", "msg/s", "MB/s", "ratio"
+    );
+    for c in &r.cases {
+        println!(
+            "{:<10} {:>5}  {:>10.2} M {:>10.1} {:>7.2}x",
+            c.mode,
+            c.size,
+            c.throughput.msgs_per_s / 1e6,
+            c.throughput.mb_per_s,
+            c.throughput_ratio
+        );
+    }
+    println!();
+    if let Some(x) = r.goal_rtt16_ratio {
+        println!(
+            "goal: 16-byte busy-poll round trip within 3x of the ping-pong: {x:.2}x ({})",
+            if x <= 3.0 { "met" } else { "missed" }
+        );
+    }
+    if let Some(x) = r.goal_flood496_ratio {
+        println!(
+            "goal: 496-byte busy-poll flood at least 0.5x the raw ring: {x:.2}x ({})",
+            if x >= 0.5 { "met" } else { "missed" }
+        );
+    }
+    if let Some(p) = plot {
+        println!("latency histograms drawn in {}", p.display());
+    }
+}
+
+/// The benchmark's peer process.
+pub(crate) fn peer(args: &PeerArgs) -> Result<(), Failure> {
+    if let Some(cpu) = args.pin {
+        pin(cpu)?;
+    }
+    let idle = Duration::from_millis(args.timeout);
+    match args.case {
+        PeerCase::Pingpong => {
+            let file = SharedFile::open(&args.shm)?;
+            RawPingPong::new(&file).serve(idle)?;
+            Ok(())
+        }
+        PeerCase::Ring => {
+            let file = SharedFile::open(&args.shm)?;
+            let mut ring = RawRing::new(&file)?;
+            let mut buf = vec![0u8; args.size];
+            ring.consume(&mut buf, idle)?;
+            Ok(())
+        }
+        PeerCase::Rpmsg => rpmsg_peer(args, idle),
+    }
+}
+
+/// Counts and copies out every message it gets (the flood's receiving end).
+#[derive(Debug, Default)]
+struct Sink {
+    count: AtomicU64,
+}
+
+std::thread_local! {
+    static SINK_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl rpmsg::RxHandler for Sink {
+    fn on_message(&self, msg: rpmsg::RxBuffer<'_>) {
+        SINK_BUF.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.len() < msg.len() {
+                b.resize(msg.len(), 0);
+            }
+            let _ = msg.read(0, &mut b[..msg.len()]);
+            std::hint::black_box(&b);
+        });
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn rpmsg_peer(args: &PeerArgs, idle: Duration) -> Result<(), Failure> {
+    let sink = Sink::default();
+    let mut opts = SessionOptions::new(&args.shm, Side::Device);
+    opts.socket_dir.clone_from(&args.sock_dir);
+    opts.wait_for_driver = idle;
+    let session = Session::attach(&opts)?;
+    let link: CliLink<'_> = session.link(config(&session, idle)?)?;
+    let r = run_link(
+        &link,
+        |link| {
+            link.create_endpoint(
+                EndpointConfig::new()
+                    .name(SINK)?
+                    .announce(true)
+                    .callback(&sink),
+            )?;
+            Ok(link.create_endpoint(
+                EndpointConfig::new()
+                    .name(SERVICE)?
+                    .announce(true)
+                    .queue(session.geometry().buffers),
+            )?)
+        },
+        |link, ep| {
+            wait_up(&session, link, Some(idle))?;
+            let explain = |e| Failure::from(session.explain(e, idle));
+            let mut buf = vec![0u8; session.geometry().payload()];
+            loop {
+                // Forever: the service thread ends the wait if the host goes away.
+                let (n, src) = ep.recv(&mut buf, Timeout::Forever).map_err(explain)?;
+                match buf.first().copied() {
+                    Some(TAG_ECHO) => ep
+                        .send_to_timeout(src, &buf[..n], Timeout::After(idle))
+                        .map_err(explain)?,
+                    Some(TAG_FLUSH) => {
+                        let sunk = sink.count.swap(0, Ordering::Relaxed);
+                        ep.send_to_timeout(src, &sunk.to_le_bytes(), Timeout::After(idle))
+                            .map_err(explain)?;
+                    }
+                    Some(TAG_QUIT) => return Ok(()),
+                    _ => {}
+                }
+            }
+        },
+    );
+    session.close();
+    r
+}

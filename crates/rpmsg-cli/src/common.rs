@@ -1,0 +1,361 @@
+//! What every subcommand shares: the link options, opening a session, running a link with its
+//! service thread, binding a service by name, and errors that say what to do.
+
+use clap::{Args, ValueEnum};
+use rpmsg::port::CriticalSectionRawMutex;
+use rpmsg::{Config, NsQueue};
+use rpmsg_host::{
+    DoorbellMode, GeometrySpec, HostError, HostLink, LayoutKind, PeerStatus, Service, Session,
+    SessionOptions, Side,
+};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Descriptors per ring the CLI's links accept (the largest `--buffers`).
+pub(crate) const N: usize = 256;
+/// Endpoints per link.
+pub(crate) const EPTS: usize = 8;
+/// The CLI's link type.
+pub(crate) type CliLink<'s> = HostLink<'s, N, EPTS>;
+/// The CLI's name-service queue.
+pub(crate) type Announcements = NsQueue<CriticalSectionRawMutex, 8>;
+
+/// `--role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RoleArg {
+    /// The virtio driver (host, master): creates the shared-memory file, owns the buffers.
+    Driver,
+    /// The virtio device (remote): attaches to the driver's file.
+    Device,
+}
+
+impl From<RoleArg> for Side {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Driver => Self::Driver,
+            RoleArg::Device => Self::Device,
+        }
+    }
+}
+
+/// `--layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LayoutArg {
+    /// RPMsg-Lite's static layout: vrings at offset 0, then the buffers.
+    Lite,
+    /// A remoteproc resource table at offset 0, written by the driver side.
+    RscTable,
+}
+
+impl From<LayoutArg> for LayoutKind {
+    fn from(l: LayoutArg) -> Self {
+        match l {
+            LayoutArg::Lite => Self::Lite,
+            LayoutArg::RscTable => Self::RscTable,
+        }
+    }
+}
+
+/// `--doorbell`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DoorbellArg {
+    /// A 4-byte datagram on a UNIX socket per side (the documented default).
+    Socket,
+    /// A futex word per side in the shared file.
+    Futex,
+    /// No doorbell: both sides poll (lowest latency, one busy core per side).
+    BusyPoll,
+}
+
+impl From<DoorbellArg> for DoorbellMode {
+    fn from(d: DoorbellArg) -> Self {
+        match d {
+            DoorbellArg::Socket => Self::Socket,
+            DoorbellArg::Futex => Self::Futex,
+            DoorbellArg::BusyPoll => Self::BusyPoll,
+        }
+    }
+}
+
+fn parse_number(s: &str) -> Result<u32, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("{s:?} is not a number (decimal, or hex with 0x)"))
+}
+
+/// How to reach the other process: the shared-memory file and the link's shape.
+///
+/// The driver side creates the file with these settings (defaults: RPMsg-Lite's 2 buffers of
+/// 512 bytes, vrings aligned to 0x10, socket doorbell); the device side reads them from the
+/// file, and any it is given must match.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LinkArgs {
+    /// Shared-memory file: a name in /dev/shm, or a path (anything with a '/').
+    #[arg(long, default_value = "rpmsg", value_name = "NAME|PATH")]
+    pub(crate) shm: String,
+    /// Layout of the shared memory [driver default: lite].
+    #[arg(long, value_enum)]
+    pub(crate) layout: Option<LayoutArg>,
+    /// Buffers per direction, a power of two up to 256 [driver default: 2].
+    #[arg(long, value_name = "N")]
+    pub(crate) buffers: Option<u16>,
+    /// Bytes per buffer, the 16-byte header included [driver default: 512].
+    #[arg(long, value_name = "BYTES", value_parser = parse_number)]
+    pub(crate) buffer_size: Option<u32>,
+    /// Vring alignment, a power of two of at least 0x10 [driver default: 0x10].
+    #[arg(long, value_name = "BYTES", value_parser = parse_number)]
+    pub(crate) align: Option<u32>,
+    /// How each side rings the other [driver default: socket].
+    #[arg(long, value_enum)]
+    pub(crate) doorbell: Option<DoorbellArg>,
+    /// Directory of the doorbell sockets (rpmsg-NAME.driver.sock, rpmsg-NAME.device.sock).
+    #[arg(long, default_value = "/tmp", value_name = "DIR")]
+    pub(crate) sock_dir: PathBuf,
+    /// Milliseconds to wait for each answer before giving up.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub(crate) timeout: u64,
+    /// Milliseconds to wait for the other side to come up [default: 5000; echo: forever].
+    #[arg(long, value_name = "MS")]
+    pub(crate) wait: Option<u64>,
+    /// Device side: wait (up to --wait) for the driver to create the file instead of failing.
+    #[arg(long)]
+    pub(crate) wait_for_file: bool,
+    /// Microseconds to spin before sleeping in socket and futex modes.
+    #[arg(long, default_value_t = 0, value_name = "US")]
+    pub(crate) spin: u64,
+}
+
+impl LinkArgs {
+    /// The per-answer timeout.
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout)
+    }
+
+    /// How long to wait for the peer, `default_ms` when not given (`None`: forever).
+    pub(crate) fn wait(&self, default_ms: Option<u64>) -> Option<Duration> {
+        self.wait.or(default_ms).map(Duration::from_millis)
+    }
+
+    /// The file's path.
+    pub(crate) fn path(&self) -> PathBuf {
+        SessionOptions::shm_path(&self.shm)
+    }
+
+    /// Session options for `side`.
+    pub(crate) fn options(&self, side: Side, wait: Option<Duration>) -> SessionOptions {
+        let mut o = SessionOptions::new(self.path(), side);
+        o.geometry = GeometrySpec {
+            layout: self.layout.map(Into::into),
+            buffers: self.buffers,
+            buffer_size: self.buffer_size,
+            align: self.align,
+        };
+        o.doorbell = self.doorbell.map(Into::into);
+        o.socket_dir.clone_from(&self.sock_dir);
+        let forever = Duration::from_secs(365 * 24 * 3600);
+        o.wait_for_file = self.wait_for_file.then(|| wait.unwrap_or(forever));
+        o.wait_for_driver = wait.unwrap_or(forever);
+        o.spin = Duration::from_micros(self.spin);
+        o
+    }
+}
+
+/// A failed command: the message (with its causes) and whether it was a usage error.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// Usage errors (bad arguments, a missing or wrong file) exit with status 2.
+    pub(crate) usage: bool,
+    error: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Failure {
+    /// A runtime failure with this message.
+    pub(crate) fn msg(m: impl Into<String>) -> Self {
+        Self {
+            usage: false,
+            error: m.into().into(),
+        }
+    }
+
+    /// A usage error with this message.
+    pub(crate) fn usage(m: impl Into<String>) -> Self {
+        Self {
+            usage: true,
+            error: m.into().into(),
+        }
+    }
+
+    /// Exit status.
+    pub(crate) fn code(&self) -> u8 {
+        if self.usage { 2 } else { 1 }
+    }
+}
+
+impl fmt::Display for Failure {
+    /// The message and every cause, on one line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.error)?;
+        let mut src = self.error.source();
+        while let Some(s) = src {
+            write!(f, ": {s}")?;
+            src = s.source();
+        }
+        Ok(())
+    }
+}
+
+impl From<HostError> for Failure {
+    fn from(e: HostError) -> Self {
+        Self {
+            usage: e.is_usage(),
+            error: Box::new(e),
+        }
+    }
+}
+
+impl From<rpmsg::Error> for Failure {
+    fn from(e: rpmsg::Error) -> Self {
+        HostError::Link(e).into()
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Self {
+            usage: false,
+            error: Box::new(e),
+        }
+    }
+}
+
+/// Prints `[tag] message` to standard output.
+pub(crate) fn say(tag: &str, msg: fmt::Arguments<'_>) {
+    println!("[{tag}] {msg}");
+}
+
+/// Describes the session in one line.
+pub(crate) fn describe(session: &Session) -> String {
+    let g = session.geometry();
+    format!(
+        "{} ({} layout, {} x {} B buffers, vring align {:#x}, {} doorbell)",
+        session.file().path().display(),
+        g.layout,
+        g.buffers,
+        g.buffer_size,
+        g.align,
+        session.doorbell()
+    )
+}
+
+/// The core configuration the CLI uses: `timeout` for sends.
+pub(crate) fn config(session: &Session, timeout: Duration) -> Result<Config, Failure> {
+    let mut cfg = session.config()?;
+    cfg.send_timeout = timeout;
+    Ok(cfg)
+}
+
+/// Runs `setup` (create endpoints: before the link starts, so that announcements and
+/// messages that come at once find them), starts the link, then runs `body`, with the link's
+/// service thread running throughout; shuts the link down and stops the thread afterwards,
+/// whatever happened.
+pub(crate) fn run_link<'l, 's, S, R>(
+    link: &'l CliLink<'s>,
+    setup: impl FnOnce(&'l CliLink<'s>) -> Result<S, Failure>,
+    body: impl FnOnce(&'l CliLink<'s>, S) -> Result<R, Failure>,
+) -> Result<R, Failure> {
+    std::thread::scope(|scope| {
+        let service = Service::spawn(scope, link);
+        let r = setup(link).and_then(|s| {
+            link.start()?;
+            body(link, s)
+        });
+        let _ = link.shutdown();
+        service.stop();
+        r
+    })
+}
+
+/// Waits up to `wait` (forever: `None`) for the peer's service `name` to be announced, and
+/// binds `ep` to it: the link binds an endpoint of the same name by itself; an announcement
+/// that came before `ep` existed is in `ns`. Returns the peer's address.
+pub(crate) fn bind_by_name(
+    session: &Session,
+    link: &CliLink<'_>,
+    ep: &rpmsg::Endpoint<'_>,
+    ns: &Announcements,
+    name: &str,
+    wait: Option<Duration>,
+) -> Result<u32, Failure> {
+    let start = Instant::now();
+    let expired = || wait.is_some_and(|w| start.elapsed() >= w);
+    loop {
+        if let Some(dst) = ep.dst()? {
+            return Ok(dst);
+        }
+        while let Some(a) = ns.pop() {
+            if a.kind == rpmsg::NsKind::Create && a.name.as_str() == Some(name) {
+                ep.set_dst(a.addr)?;
+                return Ok(a.addr);
+            }
+        }
+        match session.peer() {
+            PeerStatus::Died { pid } => {
+                return Err(HostError::PeerDied {
+                    side: session.side().peer(),
+                    pid,
+                }
+                .into());
+            }
+            PeerStatus::Closed => {
+                return Err(HostError::PeerClosed {
+                    side: session.side().peer(),
+                }
+                .into());
+            }
+            PeerStatus::Waiting if expired() => {
+                return Err(HostError::PeerNotRunning {
+                    side: session.side().peer(),
+                    socket: session.socket().peer_path().to_path_buf(),
+                }
+                .into());
+            }
+            PeerStatus::Waiting | PeerStatus::Alive => {}
+        }
+        if expired() {
+            return Err(Failure::msg(format!(
+                "the {} side is running but announced no {name:?} service within {} ms; start `rpmsg echo` with --service {name}",
+                session.side().peer(),
+                wait.map_or(0, |w| w.as_millis())
+            )));
+        }
+        if let Err(e) = link.poll() {
+            return Err(session.explain(e, Duration::ZERO).into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits up to `wait` for the link to come up.
+pub(crate) fn wait_up(
+    session: &Session,
+    link: &CliLink<'_>,
+    wait: Option<Duration>,
+) -> Result<(), Failure> {
+    let t = wait.map_or(rpmsg::Timeout::Forever, rpmsg::Timeout::After);
+    link.wait_link_up(t)
+        .map_err(|e| session.explain(e, wait.unwrap_or_default()).into())
+}
+
+/// Formats nanoseconds for people.
+pub(crate) fn ns(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} ms", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.2} µs", v / 1e3)
+    } else {
+        format!("{v:.0} ns")
+    }
+}

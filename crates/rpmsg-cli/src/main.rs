@@ -1,0 +1,69 @@
+//! `rpmsg`: RPMsg between two processes of one PC, over a shared-memory file.
+//!
+//! * `rpmsg demo` starts the remote as a second process and walks through the name service,
+//!   echo, zero-copy send and receive, a blocking receive with a timeout, and a clean shutdown;
+//! * `rpmsg echo` (alias `remote`) serves an echo endpoint, `rpmsg ping` makes round trips
+//!   against it; either may be the driver or the device, in either layout;
+//! * `rpmsg bench` measures latency and throughput against raw shared-memory baselines
+//!   measured in the same run.
+//!
+//! Exit status: 0 on success, 1 when the link or the other process failed, 2 for bad
+//! arguments or a missing, foreign or too-small shared-memory file.
+
+#![forbid(unsafe_code)]
+
+mod bench;
+mod common;
+mod demo;
+mod echo;
+mod plot;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// RPMsg between two processes over shared memory: demo, echo, ping, bench.
+#[derive(Debug, Parser)]
+#[command(name = "rpmsg", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Walk through rpmsg with the remote as a second process: name service, echo, zero-copy,
+    /// receive timeouts, shutdown.
+    Demo(demo::DemoArgs),
+    /// Serve an echo endpoint (the remote, by default the device side).
+    #[command(visible_alias = "remote")]
+    Echo(echo::EchoArgs),
+    /// Round trips against an echo service, with a latency summary.
+    Ping(echo::PingArgs),
+    /// Latency and throughput against raw shared-memory baselines measured in the same run.
+    Bench(bench::BenchArgs),
+    /// The demo's remote side (started by `rpmsg demo`).
+    #[command(hide = true)]
+    DemoRemote(common::LinkArgs),
+    /// The benchmark's peer (started by `rpmsg bench`).
+    #[command(hide = true)]
+    BenchPeer(bench::PeerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match &cli.command {
+        Command::Demo(a) => demo::demo(a),
+        Command::Echo(a) => echo::echo(a),
+        Command::Ping(a) => echo::ping(a),
+        Command::Bench(a) => bench::bench(a),
+        Command::DemoRemote(a) => demo::demo_remote(a),
+        Command::BenchPeer(a) => bench::peer(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rpmsg: error: {e}");
+            ExitCode::from(e.code())
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! Two real processes over a shared-memory file, through the `rpmsg` binary: the demo, ping
+//! against echo in every role pairing and both layouts, a peer killed mid-run, and the usage
+//! errors. No test asserts a duration; the only clock is a guard that kills a hung process.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const RPMSG: &str = env!("CARGO_BIN_EXE_rpmsg");
+/// A process still running after this long is hung: it is killed and the test fails.
+const GUARD: Duration = Duration::from_secs(60);
+
+/// A unique shared-memory name and socket directory for one test.
+struct Scratch {
+    name: String,
+    sock_dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let name = format!("rpmsg-t{}-{n}-{tag}", std::process::id());
+        let sock_dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&sock_dir).unwrap();
+        Self { name, sock_dir }
+    }
+
+    fn shm(&self) -> PathBuf {
+        Path::new("/dev/shm").join(&self.name)
+    }
+
+    /// `rpmsg SUBCOMMAND --shm NAME --sock-dir DIR` plus `args`.
+    fn cmd(&self, sub: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(RPMSG);
+        c.arg(sub)
+            .arg("--shm")
+            .arg(&self.name)
+            .arg("--sock-dir")
+            .arg(&self.sock_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Files left behind in the socket directory and /dev/shm.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.sock_dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        if self.shm().exists() {
+            v.push(self.shm());
+        }
+        v
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.sock_dir);
+        let _ = std::fs::remove_file(self.shm());
+    }
+}
+
+/// Waits for `child`, killing it (and failing) if it outlives the guard.
+fn finish(mut child: Child, what: &str) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > GUARD {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what} hung and was killed\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn show(what: &str, o: &Output) -> String {
+    format!(
+        "{what}: {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}
+
+#[test]
+fn demo_exits_zero_and_cleans_up() {
+    for extra in [
+        &[][..],
+        &["--layout", "rsc-table", "--doorbell", "futex"][..],
+        &["--doorbell", "busy-poll", "--buffers", "2"][..],
+    ] {
+        let sock_dir = Scratch::new("demo");
+        let child = Command::new(RPMSG)
+            .arg("demo")
+            .arg("--sock-dir")
+            .arg(&sock_dir.sock_dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = finish(child, "rpmsg demo");
+        let o = text(&out.stdout);
+        assert!(out.status.success(), "{}", show("demo", &out));
+        for line in [
+            "[remote] created endpoint \"rpmsg-echo\"",
+            "[host] name service: the remote announced \"rpmsg-echo\"",
+            "[remote] name service: the host announced \"rpmsg-client\"",
+            "[host] echo: sent \"hello\", got \"hello\" back",
+            "[host] zero-copy send",
+            "[remote] zero-copy receive",
+            "[host] zero-copy receive",
+            "timed out after",
+            "[host] blocking recv returned after",
+            "[remote] sent the late reply",
+            "[host] the remote exited with status 0",
+        ] {
+            assert!(o.contains(line), "missing {line:?} in\n{o}");
+        }
+        assert!(
+            !Path::new(&format!("/dev/shm/rpmsg-demo-{pid}")).exists(),
+            "the demo left its shared-memory file"
+        );
+        assert_eq!(sock_dir.leftovers(), Vec::<PathBuf>::new(), "{o}");
+    }
+}
+
+/// Starts echo and ping on one file (the device side first, waiting for the file) and checks
+/// that both end cleanly.
+fn ping_echo(layout: &str, doorbell: &str, echo_role: &str, ping_role: &str) {
+    let s = Scratch::new("pe");
+    let common = ["--layout", layout, "--doorbell", doorbell, "--buffers", "8"];
+    let echo_cmd = |extra: &[&str]| {
+        let mut c = s.cmd("echo", &["--role", echo_role]);
+        c.args(extra);
+        c
+    };
+    let ping_cmd = |extra: &[&str]| {
+        let mut c = s.cmd(
+            "ping",
+            &["--role", ping_role, "--count", "200", "--size", "100"],
+        );
+        c.args(extra);
+        c
+    };
+    // The device side waits for the driver's file; give the geometry to the driver only.
+    let wait = ["--wait-for-file", "--wait", "30000"];
+    let (echo, ping) = if echo_role == "device" {
+        let e = echo_cmd(&wait).spawn().unwrap();
+        let p = ping_cmd(&common).spawn().unwrap();
+        (e, p)
+    } else {
+        let p = ping_cmd(&wait).spawn().unwrap();
+        let e = echo_cmd(&common).spawn().unwrap();
+        (e, p)
+    };
+    let ping = finish(ping, "ping");
+    let echo = finish(echo, "echo");
+    let ctx = format!(
+        "{layout}/{doorbell}, echo {echo_role}, ping {ping_role}\n{}\n{}",
+        show("ping", &ping),
+        show("echo", &echo)
+    );
+    assert!(ping.status.success(), "{ctx}");
+    assert!(echo.status.success(), "{ctx}");
+    assert!(
+        text(&ping.stdout).contains("200 round trips of 100 bytes"),
+        "{ctx}"
+    );
+    assert!(text(&echo.stdout).contains("echoed 200 messages"), "{ctx}");
+    assert_eq!(s.leftovers(), Vec::<PathBuf>::new(), "{ctx}");
+}
+
+#[test]
+fn ping_against_echo_lite_echo_is_device() {
+    ping_echo("lite", "socket", "device", "driver");
+}
+
+#[test]
+fn ping_against_echo_lite_echo_is_driver() {
+    ping_echo("lite", "futex", "driver", "device");
+}
+
+#[test]
+fn ping_against_echo_rsc_table_echo_is_device() {
+    ping_echo("rsc-table", "busy-poll", "device", "driver");
+}
+
+#[test]
+fn ping_against_echo_rsc_table_echo_is_driver() {
+    ping_echo("rsc-table", "socket", "driver", "device");
+}
+
+/// Reads `child`'s standard output on a thread, line by line.
+fn lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits until `rx` yields a line containing `needle`.
+fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str) {
+    let start = Instant::now();
+    while start.elapsed() < GUARD {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) if l.contains(needle) => return,
+            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    panic!("no line with {needle:?}");
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut s);
+    }
+    s
+}
+
+fn wait_status(child: &mut Child, what: &str) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if start.elapsed() > GUARD {
+            let _ = child.kill();
+            panic!("{what} hung after its peer was killed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn survivor_reports_a_killed_echo_server() {
+    for doorbell in ["socket", "busy-poll"] {
+        let s = Scratch::new("kill-echo");
+        let mut echo = s
+            .cmd("echo", &["--wait-for-file", "--wait", "30000"])
+            .spawn()
+            .unwrap();
+        let mut ping = s
+            .cmd(
+                "ping",
+                &[
+                    "--count",
+                    "1000000000",
+                    "--doorbell",
+                    doorbell,
+                    "--timeout",
+                    "3000",
+                ],
+            )
+            .spawn()
+            .unwrap();
+        let out = lines(&mut ping);
+        wait_for_line(&out, "bound");
+        echo.kill().unwrap();
+        echo.wait().unwrap();
+        let st = wait_status(&mut ping, "ping");
+        let err = stderr_of(&mut ping);
+        assert!(!st.success(), "ping survived its echo server");
+        assert_eq!(st.code(), Some(1), "{err}");
+        assert!(err.contains("the device side"), "{err}");
+        assert!(err.contains("died"), "{err}");
+        assert!(err.contains("restart it"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(
+            s.leftovers(),
+            Vec::<PathBuf>::new(),
+            "the survivor tidies up"
+        );
+    }
+}
+
+#[test]
+fn survivor_reports_a_killed_pinger() {
+    for doorbell in ["futex", "socket"] {
+        let s = Scratch::new("kill-ping");
+        let mut echo = s
+            .cmd("echo", &["--wait-for-file", "--wait", "30000"])
+            .spawn()
+            .unwrap();
+        let mut ping = s
+            .cmd("ping", &["--count", "1000000000", "--doorbell", doorbell])
+            .spawn()
+            .unwrap();
+        let out = lines(&mut ping);
+        wait_for_line(&out, "bound");
+        ping.kill().unwrap();
+        ping.wait().unwrap();
+        let st = wait_status(&mut echo, "echo");
+        let err = stderr_of(&mut echo);
+        assert_eq!(st.code(), Some(1), "{err}");
+        assert!(err.contains("the driver side"), "{err}");
+        assert!(err.contains("died"), "{err}");
+        assert_eq!(
+            s.leftovers(),
+            Vec::<PathBuf>::new(),
+            "the survivor tidies up"
+        );
+    }
+}
+
+fn run(mut c: Command) -> Output {
+    let child = c.spawn().unwrap();
+    finish(child, "rpmsg")
+}
+
+fn assert_usage_error(o: &Output, needle: &str) {
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{}", show("rpmsg", o));
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{err}");
+}
+
+#[test]
+fn missing_shm_file_exits_2_with_one_line() {
+    let s = Scratch::new("missing");
+    assert_usage_error(&run(s.cmd("echo", &[])), "does not exist");
+    assert_usage_error(&run(s.cmd("ping", &["--role", "device"])), "does not exist");
+    assert_eq!(s.leftovers(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn too_small_or_foreign_shm_file_exits_2_with_one_line() {
+    let s = Scratch::new("small");
+    std::fs::write(s.shm(), [0u8; 100]).unwrap();
+    assert_usage_error(&run(s.cmd("echo", &[])), "is 100 bytes");
+    std::fs::write(s.shm(), vec![0u8; 3 * 4096]).unwrap();
+    assert_usage_error(&run(s.cmd("echo", &[])), "not an rpmsg shared-memory file");
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let s = Scratch::new("args");
+    for args in [
+        &["ping", "--count", "many"][..],
+        &["echo", "--layout", "nope"][..],
+        &["ping", "--doorbell", "pigeon"][..],
+        &["frobnicate"][..],
+    ] {
+        let o = run({
+            let mut c = Command::new(RPMSG);
+            c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+            c
+        });
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", show("rpmsg", &o));
+    }
+    // Options clap accepts but the layout cannot use: one line, status 2.
+    assert_usage_error(
+        &run(s.cmd("ping", &["--buffers", "3"])),
+        "must be a power of two",
+    );
+    assert_usage_error(
+        &run(s.cmd("ping", &["--size", "600"])),
+        "exceeds the 496 payload bytes",
+    );
+    assert_eq!(s.leftovers(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn device_refuses_options_that_differ_from_the_file() {
+    let s = Scratch::new("mismatch");
+    let echo = s
+        .cmd(
+            "echo",
+            &["--role", "driver", "--buffers", "4", "--wait", "30000"],
+        )
+        .spawn()
+        .unwrap();
+    // Wait for the driver's file, then ask for other buffers.
+    let start = Instant::now();
+    while !s.shm().exists() && start.elapsed() < GUARD {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = run(s.cmd("ping", &["--role", "device", "--buffers", "8"]));
+    assert_usage_error(&o, "--buffers 4");
+    // A matching ping ends the echo server's session.
+    let o = run(s.cmd(
+        "ping",
+        &["--role", "device", "--buffers", "4", "--count", "3"],
+    ));
+    assert!(o.status.success(), "{}", show("ping", &o));
+    let echo = finish(echo, "echo");
+    assert!(echo.status.success(), "{}", show("echo", &echo));
+}
+
+#[test]
+fn bench_runs_briefly_with_json_and_a_plot() {
+    let s = Scratch::new("bench");
+    let svg = s.sock_dir.join("lat.svg");
+    let o = run({
+        let mut c = Command::new(RPMSG);
+        c.args([
+            "bench",
+            "--latency-ms",
+            "30",
+            "--flood-ms",
+            "30",
+            "--sizes",
+            "16,496",
+            "--modes",
+            "busy-poll,socket",
+            "--buffers",
+            "8",
+            "--json",
+            "--plot",
+        ])
+        .arg(&svg)
+        .arg("--sock-dir")
+        .arg(&s.sock_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        c
+    });
+    assert!(o.status.success(), "{}", show("bench", &o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["cases"].as_array().map(Vec::len), Some(4), "{v}");
+    assert!(v["baseline_pingpong"]["p50_ns"].as_f64().is_some(), "{v}");
+    assert!(v["goal_rtt16_ratio"].as_f64().is_some(), "{v}");
+    assert!(v["goal_flood496_ratio"].as_f64().is_some(), "{v}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert!(svg.contains("rpmsg busy-poll"));
+    assert!(
+        text(&o.stderr).is_empty(),
+        "no progress bar without a terminal"
+    );
+}

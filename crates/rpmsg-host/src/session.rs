@@ -1,0 +1,574 @@
+//! One side of a two-process link: the shared file, the doorbell socket, the peer watch, and
+//! the factory for the core [`Link`].
+//!
+//! # Who does what
+//!
+//! * The **driver** side [`Session::create`]s: it refuses to start if another live driver holds
+//!   the driver socket, builds a fresh file (host block, resource table) under a temporary name,
+//!   renames it into place, then binds the driver socket and marks itself ready.
+//! * The **device** side [`Session::attach`]es: it waits (as long as it is told) for the file
+//!   and for a live driver socket, opens and checks the file, compares what it was told with
+//!   what the file says, binds the device socket and marks itself ready.
+//! * Either side [`Session::close`]s (or drops) cleanly: it marks itself closed in the host
+//!   block and unlinks its socket; the driver also unlinks the file it created.
+//!
+//! # Peer failure
+//!
+//! [`Session::peer`] looks at the other side: its socket (does it accept a `connect`?) and its
+//! state word. [`Session::explain`] turns a link error into what happened to the peer (died,
+//! closed, silent, never came), and the [`Service`](crate::Service) thread watches the peer
+//! and shuts the link down when it is gone, so every blocked call returns.
+
+use crate::doorbell::{self, DoorbellMode, DoorbellSocket, Probe, Side};
+use crate::error::HostError;
+use crate::file::{SharedFile, SideState};
+use crate::geometry::{Geometry, LayoutKind};
+use crate::port::{HostEnv, HostLink, HostPlatform};
+use rpmsg::{Config, Link};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a side asks of the file's geometry: every field left `None` takes the driver's
+/// default (driver side) or whatever the file says (device side).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GeometrySpec {
+    /// Layout.
+    pub layout: Option<LayoutKind>,
+    /// Buffers per direction.
+    pub buffers: Option<u16>,
+    /// Bytes per buffer, header included.
+    pub buffer_size: Option<u32>,
+    /// Vring alignment.
+    pub align: Option<u32>,
+}
+
+impl GeometrySpec {
+    /// The geometry with every unset field from `default`.
+    pub fn resolve(&self, default: Geometry) -> Geometry {
+        Geometry {
+            layout: self.layout.unwrap_or(default.layout),
+            buffers: self.buffers.unwrap_or(default.buffers),
+            buffer_size: self.buffer_size.unwrap_or(default.buffer_size),
+            align: self.align.unwrap_or(default.align),
+        }
+    }
+
+    /// Checks every set field against `file`.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Mismatch`] naming the first field that differs.
+    pub fn check(&self, file: &Geometry, path: &Path) -> Result<(), HostError> {
+        let mismatch = |field: &'static str, file: String, ours: String| HostError::Mismatch {
+            path: path.to_path_buf(),
+            field,
+            file,
+            ours,
+        };
+        if let Some(l) = self.layout.filter(|l| *l != file.layout) {
+            return Err(mismatch("--layout", file.layout.to_string(), l.to_string()));
+        }
+        if let Some(b) = self.buffers.filter(|b| *b != file.buffers) {
+            return Err(mismatch(
+                "--buffers",
+                file.buffers.to_string(),
+                b.to_string(),
+            ));
+        }
+        if let Some(s) = self.buffer_size.filter(|s| *s != file.buffer_size) {
+            return Err(mismatch(
+                "--buffer-size",
+                file.buffer_size.to_string(),
+                s.to_string(),
+            ));
+        }
+        if let Some(a) = self.align.filter(|a| *a != file.align) {
+            return Err(mismatch(
+                "--align",
+                format!("{:#x}", file.align),
+                format!("{a:#x}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How to set up one side.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// The shared-memory file.
+    pub path: PathBuf,
+    /// Our side.
+    pub side: Side,
+    /// The geometry asked for.
+    pub geometry: GeometrySpec,
+    /// The doorbell asked for (driver: `None` is [`DoorbellMode::Socket`]; device: `None`
+    /// takes the file's).
+    pub doorbell: Option<DoorbellMode>,
+    /// Where the sockets live (`/tmp`).
+    pub socket_dir: PathBuf,
+    /// The name sockets derive from, when not the file's name (a memfd opened through
+    /// `/proc`).
+    pub name: Option<String>,
+    /// Device: how long to wait for the file to appear (`None`: a missing file is an error at
+    /// once).
+    pub wait_for_file: Option<Duration>,
+    /// Device: how long to wait for a live driver once the file is there.
+    pub wait_for_driver: Duration,
+    /// How long [`HostEnv`]'s `wait` spins before it sleeps, in socket and futex modes.
+    pub spin: Duration,
+    /// How often the service thread looks at the peer.
+    pub watch_period: Duration,
+}
+
+impl SessionOptions {
+    /// Options for `side` on `path` with the defaults: geometry and doorbell unset, sockets in
+    /// `/tmp`, no waiting for the file, 5 s for the driver, no spinning, a 100 ms watch.
+    pub fn new(path: impl Into<PathBuf>, side: Side) -> Self {
+        Self {
+            path: path.into(),
+            side,
+            geometry: GeometrySpec::default(),
+            doorbell: None,
+            socket_dir: PathBuf::from("/tmp"),
+            name: None,
+            wait_for_file: None,
+            wait_for_driver: Duration::from_secs(5),
+            spin: Duration::ZERO,
+            watch_period: Duration::from_millis(100),
+        }
+    }
+
+    /// `/dev/shm/NAME` for a bare name, the path itself when it contains a `/`.
+    pub fn shm_path(name_or_path: &str) -> PathBuf {
+        if name_or_path.contains('/') {
+            PathBuf::from(name_or_path)
+        } else {
+            Path::new("/dev/shm").join(name_or_path)
+        }
+    }
+}
+
+/// What we know about the other side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerStatus {
+    /// Not seen yet: its socket is missing or stale.
+    Waiting,
+    /// Its socket answers.
+    Alive,
+    /// It said goodbye (state word "closed").
+    Closed,
+    /// Its socket refuses connections (or vanished) without a goodbye: killed or crashed.
+    Died {
+        /// Its process id, if it wrote one.
+        pid: Option<u32>,
+    },
+}
+
+/// Doorbell counters of one side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DoorbellStats {
+    /// Doorbells rung (datagrams sent, futex words bumped).
+    pub rung: u64,
+    /// Doorbells that found the peer's queue full (already pending).
+    pub coalesced: u64,
+    /// Doorbells nobody was there to receive.
+    pub no_peer: u64,
+    /// `FUTEX_WAKE` calls made (the peer was asleep).
+    pub futex_wakes: u64,
+    /// Doorbells received.
+    pub received: u64,
+    /// Datagrams of the wrong length, ignored.
+    pub malformed: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) rung: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) no_peer: AtomicU64,
+    pub(crate) futex_wakes: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) malformed: AtomicU64,
+}
+
+/// One side of a two-process link.
+#[derive(Debug)]
+pub struct Session {
+    file: SharedFile,
+    side: Side,
+    mode: DoorbellMode,
+    socket: DoorbellSocket,
+    owner: bool,
+    pub(crate) spin: Duration,
+    pub(crate) watch_period: Duration,
+    pub(crate) counters: Counters,
+    /// Condition-variable wake-ups (socket and busy modes): a generation counter.
+    pub(crate) generation: Mutex<u64>,
+    pub(crate) cv: Condvar,
+    /// The last generation (socket) or futex word value (futex) a waiter saw.
+    pub(crate) consumed: AtomicU64,
+    pub(crate) futex_consumed: AtomicU32,
+    seen_peer: AtomicBool,
+    pub(crate) stop_service: AtomicBool,
+    closed: AtomicBool,
+}
+
+impl Session {
+    /// Sets up `opts.side`: [`Session::create`] for the driver, [`Session::attach`] for the
+    /// device.
+    ///
+    /// # Errors
+    ///
+    /// As those.
+    pub fn open(opts: &SessionOptions) -> Result<Self, HostError> {
+        match opts.side {
+            Side::Driver => Self::create(opts),
+            Side::Device => Self::attach(opts),
+        }
+    }
+
+    fn socket_paths(opts: &SessionOptions) -> Result<(PathBuf, PathBuf, String), HostError> {
+        let name = match &opts.name {
+            Some(n) => n.clone(),
+            None => opts
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| {
+                    HostError::Geometry(format!("{} has no file name", opts.path.display()))
+                })?
+                .to_string(),
+        };
+        let own = doorbell::socket_path(&opts.socket_dir, &name, opts.side)?;
+        let peer = doorbell::socket_path(&opts.socket_dir, &name, opts.side.peer())?;
+        Ok((own, peer, name))
+    }
+
+    /// Driver side: creates the file and binds the driver socket.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::AlreadyRunning`] when a live driver holds the socket, [`HostError::Geometry`],
+    /// [`HostError::Io`], [`HostError::PathTooLong`].
+    pub fn create(opts: &SessionOptions) -> Result<Self, HostError> {
+        let (own, peer, _) = Self::socket_paths(opts)?;
+        if let Probe::Alive = doorbell::probe(&own) {
+            return Err(HostError::AlreadyRunning {
+                side: Side::Driver,
+                socket: own,
+            });
+        }
+        let geometry = opts.geometry.resolve(Geometry::LITE_DEFAULT);
+        geometry.validate()?;
+        let mode = opts.doorbell.unwrap_or_default();
+        let file = SharedFile::create(&opts.path, geometry, mode)?;
+        file.set_pid(Side::Driver, std::process::id());
+        let socket = match DoorbellSocket::bind(&own, &peer, Side::Driver) {
+            Ok(s) => s,
+            Err(e) => {
+                file.remove();
+                return Err(e);
+            }
+        };
+        file.set_state(Side::Driver, SideState::Ready);
+        Ok(Self::assemble(file, Side::Driver, mode, socket, true, opts))
+    }
+
+    /// Device side: waits for the file and a live driver, checks the file, binds the device
+    /// socket.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::MissingFile`], [`HostError::PeerNotRunning`] (no live driver within
+    /// `wait_for_driver`), [`HostError::TooSmall`], [`HostError::NotOurs`],
+    /// [`HostError::Mismatch`], [`HostError::AlreadyRunning`], [`HostError::Io`].
+    pub fn attach(opts: &SessionOptions) -> Result<Self, HostError> {
+        let (own, peer, _) = Self::socket_paths(opts)?;
+        let start = Instant::now();
+        // Wait for the file (only if asked to), then for a live driver.
+        loop {
+            if opts.path.exists() {
+                break;
+            }
+            match opts.wait_for_file {
+                Some(w) if start.elapsed() < w => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    return Err(HostError::MissingFile {
+                        path: opts.path.clone(),
+                    });
+                }
+            }
+        }
+        // A file that is not ours, or cut short, is refused at once rather than waited on.
+        if !matches!(doorbell::probe(&peer), Probe::Alive) {
+            drop(SharedFile::open(&opts.path)?);
+        }
+        let start = Instant::now();
+        loop {
+            if let Probe::Alive = doorbell::probe(&peer) {
+                break;
+            }
+            if start.elapsed() >= opts.wait_for_driver {
+                return Err(HostError::PeerNotRunning {
+                    side: Side::Driver,
+                    socket: peer,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The driver binds its socket only after its file is in place: this is the new file.
+        let file = SharedFile::open(&opts.path)?;
+        opts.geometry.check(&file.geometry(), &opts.path)?;
+        let mode = file.doorbell();
+        if let Some(m) = opts.doorbell.filter(|m| *m != mode) {
+            return Err(HostError::Mismatch {
+                path: opts.path.clone(),
+                field: "--doorbell",
+                file: mode.to_string(),
+                ours: m.to_string(),
+            });
+        }
+        let socket = DoorbellSocket::bind(&own, &peer, Side::Device)?;
+        file.set_pid(Side::Device, std::process::id());
+        file.set_state(Side::Device, SideState::Ready);
+        Ok(Self::assemble(
+            file,
+            Side::Device,
+            mode,
+            socket,
+            false,
+            opts,
+        ))
+    }
+
+    fn assemble(
+        file: SharedFile,
+        side: Side,
+        mode: DoorbellMode,
+        socket: DoorbellSocket,
+        owner: bool,
+        opts: &SessionOptions,
+    ) -> Self {
+        Self {
+            file,
+            side,
+            mode,
+            socket,
+            owner,
+            spin: opts.spin,
+            watch_period: opts.watch_period,
+            counters: Counters::default(),
+            generation: Mutex::new(0),
+            cv: Condvar::new(),
+            consumed: AtomicU64::new(0),
+            futex_consumed: AtomicU32::new(0),
+            seen_peer: AtomicBool::new(false),
+            stop_service: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The shared file.
+    pub fn file(&self) -> &SharedFile {
+        &self.file
+    }
+
+    /// Our side.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The doorbell in use.
+    pub fn doorbell(&self) -> DoorbellMode {
+        self.mode
+    }
+
+    /// The doorbell sockets.
+    pub fn socket(&self) -> &DoorbellSocket {
+        &self.socket
+    }
+
+    /// The file's geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.file.geometry()
+    }
+
+    /// The core configuration for our side (name service on, the core's timeouts); adjust it
+    /// and pass it to [`Session::link`].
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Geometry`].
+    pub fn config(&self) -> Result<Config, HostError> {
+        self.geometry().config(self.side.role())
+    }
+
+    /// A link over the file, not started: `N` descriptors at most per ring (at least the
+    /// buffer count), `EPTS` endpoints.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Link`] when the core refuses the configuration.
+    pub fn link<const N: usize, const EPTS: usize>(
+        &self,
+        config: Config,
+    ) -> Result<HostLink<'_, N, EPTS>, HostError> {
+        let region = self.file.region();
+        Ok(Link::new(
+            region,
+            HostPlatform::new(self),
+            HostEnv::new(self),
+            config,
+        )?)
+    }
+
+    /// Counters of the doorbells.
+    pub fn doorbell_stats(&self) -> DoorbellStats {
+        let c = &self.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DoorbellStats {
+            rung: l(&c.rung),
+            coalesced: l(&c.coalesced),
+            no_peer: l(&c.no_peer),
+            futex_wakes: l(&c.futex_wakes),
+            received: l(&c.received),
+            malformed: l(&c.malformed),
+        }
+    }
+
+    /// Looks at the other side now (a `connect` and a read of its state word).
+    pub fn peer(&self) -> PeerStatus {
+        let peer = self.side.peer();
+        let probe = doorbell::probe(self.socket.peer_path());
+        // Read the state word after the probe: a clean exit writes it before unlinking.
+        let state = self.file.state(peer);
+        if state == SideState::Closed {
+            return PeerStatus::Closed;
+        }
+        let died = PeerStatus::Died {
+            pid: self.file.pid(peer),
+        };
+        match probe {
+            Probe::Alive => {
+                self.seen_peer.store(true, Ordering::Relaxed);
+                PeerStatus::Alive
+            }
+            Probe::Refused | Probe::Absent
+                if self.seen_peer.load(Ordering::Relaxed) || state == SideState::Ready =>
+            {
+                died
+            }
+            Probe::Refused | Probe::Absent | Probe::Error(_) => {
+                if self.seen_peer.load(Ordering::Relaxed) {
+                    PeerStatus::Alive
+                } else {
+                    PeerStatus::Waiting
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the other side's socket to answer.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::PeerNotRunning`], or the peer's failure if it came and went.
+    pub fn wait_for_peer(&self, timeout: Duration) -> Result<(), HostError> {
+        let start = Instant::now();
+        loop {
+            match self.peer() {
+                PeerStatus::Alive => return Ok(()),
+                PeerStatus::Closed => {
+                    return Err(HostError::PeerClosed {
+                        side: self.side.peer(),
+                    });
+                }
+                PeerStatus::Died { pid } => {
+                    return Err(HostError::PeerDied {
+                        side: self.side.peer(),
+                        pid,
+                    });
+                }
+                PeerStatus::Waiting if start.elapsed() >= timeout => {
+                    return Err(HostError::PeerNotRunning {
+                        side: self.side.peer(),
+                        socket: self.socket.peer_path().to_path_buf(),
+                    });
+                }
+                PeerStatus::Waiting => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// Turns a link error into what happened: the peer died, closed (or, alive, shut the link
+    /// down), never came, or is alive but silent (`timeout` is the one that expired); anything
+    /// else stays a link error.
+    pub fn explain(&self, e: rpmsg::Error, timeout: Duration) -> HostError {
+        use rpmsg::Error as E;
+        let peer_related = matches!(e, E::Timeout | E::LinkDown | E::NotReady | E::NoBuffer);
+        if !peer_related {
+            return HostError::Link(e);
+        }
+        let side = self.side.peer();
+        match self.peer() {
+            PeerStatus::Died { pid } => HostError::PeerDied { side, pid },
+            PeerStatus::Closed => HostError::PeerClosed { side },
+            PeerStatus::Waiting => HostError::PeerNotRunning {
+                side,
+                socket: self.socket.peer_path().to_path_buf(),
+            },
+            PeerStatus::Alive if matches!(e, E::Timeout | E::NoBuffer) => HostError::PeerSilent {
+                side,
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            },
+            // Alive, and the link is down: the peer shut it down (a driver resets the device).
+            PeerStatus::Alive if e == E::LinkDown => HostError::PeerClosed { side },
+            PeerStatus::Alive => HostError::Link(e),
+        }
+    }
+
+    /// Wakes every thread of ours waiting in the link's environment.
+    pub fn wake_local(&self) {
+        crate::port::wake(self);
+    }
+
+    /// Leaves cleanly: marks us closed in the host block, unlinks our socket, and (driver) the
+    /// file. Called by `Drop`; calling it twice does nothing.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.stop_service.store(true, Ordering::Release);
+        let peer_died = matches!(self.peer(), PeerStatus::Died { .. });
+        self.file.set_state(self.side, SideState::Closed);
+        self.socket.unlink();
+        if self.owner {
+            self.file.remove();
+        }
+        if peer_died {
+            // Tidy up after a dead peer: its stale socket, and the file it created if the path
+            // still names our file (a new driver may have replaced it).
+            if let Probe::Refused = doorbell::probe(self.socket.peer_path()) {
+                let _ = std::fs::remove_file(self.socket.peer_path());
+            }
+            if !self.owner && self.file.is_at_path() {
+                self.file.remove();
+            }
+        }
+    }
+
+    /// Whether [`Session::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
