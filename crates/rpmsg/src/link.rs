@@ -301,6 +301,8 @@ pub struct Link<'r, P: Platform, E: Environment, const N: usize = 256, const EPT
     dispatching: AtomicU32,
     /// A CREATE announcement could not be sent yet (no buffer): `poll` tries again.
     announce_owed: AtomicBool,
+    /// Callers blocked in `wait_for`: wake the environment only when there are some.
+    waiters: AtomicU32,
     state: Mutex<E::RawMutex, RefCell<State<'r, N, EPTS>>>,
 }
 
@@ -356,6 +358,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             vring0_kicked: AtomicBool::new(false),
             dispatching: AtomicU32::new(0),
             announce_owed: AtomicBool::new(false),
+            waiters: AtomicU32::new(0),
             state: Mutex::new(RefCell::new(State {
                 phase: Phase::Idle,
                 epoch: 0,
@@ -433,7 +436,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 self.platform.notify(fx.ids[q]);
             }
         }
-        if fx.wake {
+        // Only a blocked caller needs the environment's wake-up (a futex or condvar on
+        // hosted environments); see `wait_for` for why the SeqCst load cannot miss one.
+        if fx.wake && self.waiters.load(Ordering::SeqCst) > 0 {
             self.env.wake();
         }
     }
@@ -854,11 +859,22 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     /// [`Error::Busy`] when called from inside the link (an interrupt that preempted it).
     pub fn poll(&self) -> Result<usize, Error> {
         let mut n = 0;
-        let was_up = self.is_up();
+        let mut was_up = None;
         // Bounded, so a peer that keeps publishing cannot keep us here: four rings' worth per
         // call; what is left waits for the next poll.
-        for _ in 0..4 * N {
-            let next = self.with(|st, fx| self.rx_step(st, fx))??;
+        let budget = 4 * N;
+        while n < budget {
+            // Messages that only need queueing (or dropping) are handled in one critical
+            // section; the lock is let go only to run a callback.
+            let next = self.with(|st, fx| {
+                was_up.get_or_insert(st.phase == Phase::Up);
+                loop {
+                    match self.rx_step(st, fx) {
+                        Ok(Next::Again) if n + 1 < budget => n += 1,
+                        other => return other,
+                    }
+                }
+            })??;
             match next {
                 Next::Idle => break,
                 Next::Again => {}
@@ -871,7 +887,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             }
             n += 1;
         }
-        if (!was_up || self.announce_owed.load(Ordering::Relaxed)) && self.is_up() {
+        if (was_up != Some(true) || self.announce_owed.load(Ordering::Relaxed)) && self.is_up() {
             self.flush_announcements();
         }
         Ok(n)
@@ -1317,31 +1333,55 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         poll_rx: bool,
         mut attempt: impl FnMut() -> Result<Option<T>, Error>,
     ) -> Result<T, Error> {
+        // The fast path reads no clock: most calls succeed at once.
+        if let Some(t) = attempt()? {
+            return Ok(t);
+        }
+        if timeout == Timeout::NoWait {
+            return Err(empty);
+        }
         let deadline = timeout.deadline(self.env.now());
-        loop {
-            if let Some(t) = attempt()? {
-                return Ok(t);
-            }
-            if timeout == Timeout::NoWait {
-                return Err(empty);
+        // Counted before the next attempt, so whoever makes progress after that attempt sees
+        // a waiter and wakes it (SeqCst on both sides: the count and the attempt cannot pass
+        // each other).
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let r = loop {
+            match attempt() {
+                Ok(Some(t)) => break Ok(t),
+                Ok(None) => {}
+                Err(e) => break Err(e),
             }
             let now = self.env.now();
             if deadline.is_some_and(|d| now >= d) {
-                return Err(Error::Timeout);
+                break Err(Error::Timeout);
             }
             let nap = now.saturating_add(self.cfg.poll_interval);
             self.env.wait(Some(deadline.map_or(nap, |d| d.min(nap))));
-            if poll_rx {
-                self.poll()?;
+            let polled = if poll_rx {
+                self.poll().map(|_| ())
             } else {
                 // A device still waiting for the driver needs someone to notice it coming up.
-                self.with(|st, fx| self.check_device_up(st, fx))??;
+                self.with(|st, fx| self.check_device_up(st, fx))
+                    .and_then(|r| r)
+            };
+            if let Err(e) = polled {
+                break Err(e);
             }
-        }
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        r
     }
 
-    fn alloc_blocking(&self, timeout: Timeout) -> Result<TxInfo, Error> {
-        if let Some(t) = self.with(|st, fx| self.try_alloc(st, fx))?? {
+    fn alloc_blocking(&self, timeout: Timeout, ep: Option<(u8, u16)>) -> Result<TxInfo, Error> {
+        let attempt = || {
+            self.with(|st, fx| {
+                if let Some((slot, generation)) = ep {
+                    Self::slot_check(st, slot, generation)?;
+                }
+                self.try_alloc(st, fx)
+            })?
+        };
+        if let Some(t) = attempt()? {
             return Ok(t);
         }
         if timeout == Timeout::NoWait {
@@ -1360,7 +1400,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             timeout,
             Error::NoBuffer,
             self.dispatching.load(Ordering::Relaxed) == 0,
-            || self.with(|st, fx| self.try_alloc(st, fx))?,
+            attempt,
         );
         self.with(|st, _| {
             st.tx_waiters = st.tx_waiters.saturating_sub(1);
@@ -1431,7 +1471,14 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         })?
     }
 
-    fn send_raw(&self, src: u32, dst: u32, data: &[u8], timeout: Timeout) -> Result<(), Error> {
+    fn send_raw(
+        &self,
+        src: u32,
+        dst: u32,
+        data: &[u8],
+        timeout: Timeout,
+        ep: Option<(u8, u16)>,
+    ) -> Result<(), Error> {
         if src == RPMSG_ADDR_ANY || dst == RPMSG_ADDR_ANY {
             return Err(Error::InvalidAddress(RPMSG_ADDR_ANY));
         }
@@ -1442,7 +1489,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 max: mtu,
             });
         }
-        let t = self.alloc_blocking(timeout)?;
+        let t = self.alloc_blocking(timeout, ep)?;
         let tx = TxBuffer::new(self, t, src, dst);
         if data.len() > tx.capacity() {
             return Err(Error::PayloadTooLarge {
@@ -1469,7 +1516,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         data: &[u8],
         timeout: Timeout,
     ) -> Result<(), Error> {
-        self.send_raw(src, dst, data, timeout)
+        self.send_raw(src, dst, data, timeout, None)
     }
 
     /// Creates an endpoint (`rpmsg_create_ept`, `rpmsg_lite_create_ept`).
@@ -1594,7 +1641,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         timeout: Timeout,
     ) -> Result<(), Error> {
         let msg = NsRepr { name, addr, flags }.to_bytes();
-        self.send_raw(addr, RPMSG_NS_ADDR, &msg, timeout)
+        self.send_raw(addr, RPMSG_NS_ADDR, &msg, timeout, None)
     }
 
     /// Announces a service by hand (`rpmsg_ns_announce`, RPMsg-Lite style), from `addr`.
@@ -1811,6 +1858,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
 /// may let one of them go on wakes them all; a task that finds nothing registers again.
 struct Wakers {
     slots: [Option<Waker>; Self::K],
+    count: u8,
 }
 
 impl Wakers {
@@ -1819,6 +1867,7 @@ impl Wakers {
     const fn new() -> Self {
         Self {
             slots: [const { None }; Self::K],
+            count: 0,
         }
     }
 
@@ -1828,14 +1877,20 @@ impl Wakers {
         }
         if let Some(free) = self.slots.iter_mut().find(|s| s.is_none()) {
             *free = Some(w.clone());
+            self.count += 1;
             return;
         }
         // Full: wake everyone (they re-poll and register again), keep the newcomer.
         self.wake_all();
         self.slots[0] = Some(w.clone());
+        self.count = 1;
     }
 
     fn wake_all(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        self.count = 0;
         for w in self.slots.iter_mut().filter_map(Option::take) {
             w.wake();
         }
@@ -2017,14 +2072,12 @@ impl<P: Platform, E: Environment, const N: usize, const EPTS: usize> LinkCore
         data: &[u8],
         timeout: Option<Timeout>,
     ) -> Result<(), Error> {
-        self.with(|st, _| Self::slot_check(st, slot, generation))??;
         let timeout = timeout.unwrap_or(Timeout::After(self.cfg.send_timeout));
-        self.send_raw(src, dst, data, timeout)
+        self.send_raw(src, dst, data, timeout, Some((slot, generation)))
     }
 
     fn ep_alloc(&self, slot: u8, generation: u16, timeout: Timeout) -> Result<TxInfo, Error> {
-        self.with(|st, _| Self::slot_check(st, slot, generation))??;
-        self.alloc_blocking(timeout)
+        self.alloc_blocking(timeout, Some((slot, generation)))
     }
 
     fn ep_recv(
