@@ -8,18 +8,15 @@
 //! has an interrupt line served by an ISR thread that calls `Link::handle_notify`; nothing
 //! polls the links on a timer, so a missed wake-up shows up as a test that times out.
 
+mod common;
+
+use common::{BellLink, Cores, Geometry, leak};
 use embassy_executor::{Executor, Spawner};
 use embassy_futures::select::{Either, select};
 use embassy_time::{Duration as Ticks, Timer, with_timeout};
-use rpmsg::port::{LinearMap, StdEnvironment};
-use rpmsg::testing::TestMemory;
-use rpmsg::{
-    Config, Endpoint, EndpointConfig, Error, Link, LiteConfig, Platform, Role, SharedRegion,
-    Timeout,
-};
+use rpmsg::{Endpoint, EndpointConfig, Error, LiteConfig, Timeout};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -28,116 +25,10 @@ const SECOND: Duration = Duration::from_secs(1);
 /// Buffers per direction.
 const BUFFERS: usize = 16;
 
-fn leak<T>(v: T) -> &'static T {
-    Box::leak(Box::new(v))
-}
-
-/// One core's inter-processor interrupt: pending doorbells, one bit per notify id.
-#[derive(Debug, Default)]
-struct Irq {
-    pending: Mutex<u32>,
-    cv: Condvar,
-}
-
-impl Irq {
-    fn raise(&self, id: u32) {
-        assert!(id < 32, "notify id {id} does not fit the mock mailbox");
-        *self.pending.lock().unwrap() |= 1 << id;
-        self.cv.notify_one();
-    }
-
-    fn take(&self, limit: Duration) -> u32 {
-        let g = self.pending.lock().unwrap();
-        let (mut g, _) = self.cv.wait_timeout_while(g, limit, |p| *p == 0).unwrap();
-        std::mem::take(&mut *g)
-    }
-}
-
-/// A platform whose `notify` raises the other core's [`Irq`].
-#[derive(Debug)]
-struct Doorbell {
-    map: LinearMap,
-    peer: &'static Irq,
-}
-
-impl Platform for Doorbell {
-    type Map = LinearMap;
-
-    fn address_map(&self) -> &LinearMap {
-        &self.map
-    }
-
-    fn notify(&self, id: u32) {
-        self.peer.raise(id);
-    }
-}
-
-type BellLink = Link<'static, Doorbell, StdEnvironment, 16, 8>;
-
 /// A driver and a device over RPMsg-Lite's layout with 16 buffers each way, in leaked memory
 /// (embassy tasks take `'static` arguments), with an ISR thread per core.
-struct Cores {
-    drv: &'static BellLink,
-    dev: &'static BellLink,
-    irqs: &'static [Irq; 2],
-    stop: &'static AtomicBool,
-    isrs: Vec<JoinHandle<()>>,
-}
-
-impl Cores {
-    fn new() -> Self {
-        let lite = LiteConfig::new(BUFFERS as u16, 496, 16);
-        let region: SharedRegion<'static> =
-            Box::leak(Box::new(TestMemory::new(lite.region_len()))).region();
-        let irqs: &'static [Irq; 2] = leak([Irq::default(), Irq::default()]);
-        let link = |role: Role, peer: &'static Irq| {
-            let platform = Doorbell {
-                map: LinearMap {
-                    base: 0,
-                    len: region.len(),
-                },
-                peer,
-            };
-            let cfg = Config::lite(role, lite);
-            leak(Link::new(region, platform, StdEnvironment::new(), cfg).unwrap())
-        };
-        let drv = link(Role::Driver, &irqs[1]);
-        let dev = link(Role::Device, &irqs[0]);
-        let stop = leak(AtomicBool::new(false));
-        let isrs = [(drv, &irqs[0]), (dev, &irqs[1])]
-            .into_iter()
-            .map(|(link, irq)| {
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Acquire) {
-                        // The timeout only lets the thread see `stop`.
-                        let ids = irq.take(Duration::from_millis(50));
-                        for id in (0..32).filter(|id| ids & (1 << id) != 0) {
-                            let _ = link.handle_notify(id);
-                        }
-                    }
-                })
-            })
-            .collect();
-        Self {
-            drv,
-            dev,
-            irqs,
-            stop,
-            isrs,
-        }
-    }
-}
-
-impl Drop for Cores {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        for irq in self.irqs {
-            irq.raise(31);
-        }
-        for h in self.isrs.drain(..) {
-            let _ = h.join();
-        }
-    }
+fn cores() -> Cores {
+    Cores::new(&Geometry::lite(LiteConfig::new(BUFFERS as u16, 496, 16)))
 }
 
 /// Runs an embassy executor on its own thread until `done` is raised.
@@ -207,7 +98,7 @@ async fn echo_service(
 #[test]
 fn device_tasks_wait_for_link_up_and_echo_on_the_embassy_executor() {
     const ROUNDS: u32 = 1000;
-    let cores = Cores::new();
+    let cores = cores();
     let ep = cores
         .dev
         .create_endpoint(EndpointConfig::new().addr(0x30).queue(4))
@@ -333,18 +224,12 @@ async fn racer(
 #[test]
 fn futures_dropped_by_select_and_with_timeout_lose_nothing_on_embassy() {
     const MESSAGES: u32 = 2000;
-    let cores = Cores::new();
-    let ep = cores
-        .dev
-        .create_endpoint(EndpointConfig::new().addr(0x30).queue(4))
-        .unwrap();
-    let source = cores
-        .drv
-        .create_endpoint(EndpointConfig::new().addr(0x400).dst(0x30))
-        .unwrap();
-    cores.dev.start().unwrap();
-    cores.drv.start().unwrap();
-    cores.dev.wait_link_up(Timeout::After(5 * SECOND)).unwrap();
+    let cores = cores();
+    let (source, ep) = cores.endpoints(
+        EndpointConfig::new().addr(0x400).dst(0x30),
+        EndpointConfig::new().addr(0x30).queue(4),
+    );
+    cores.start();
     let (report_tx, report) = channel();
     let done = leak(AtomicBool::new(false));
     let dev = cores.dev;

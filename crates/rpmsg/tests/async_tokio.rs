@@ -6,14 +6,10 @@
 //! as a test that does not finish. The async side is the driver, on tokio tasks; the device is
 //! driven from plain threads with the blocking API.
 
-use rpmsg::port::{LinearMap, StdEnvironment};
-use rpmsg::testing::TestMemory;
-use rpmsg::{
-    Config, Endpoint, EndpointConfig, Error, Link, LiteConfig, Platform, Role, SharedRegion,
-    Timeout,
-};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+mod common;
+
+use common::{Cores, Geometry};
+use rpmsg::{Endpoint, EndpointConfig, Error, LiteConfig, Timeout};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::time::{sleep, timeout};
@@ -23,123 +19,10 @@ const SECOND: Duration = Duration::from_secs(1);
 /// Buffers per direction.
 const BUFFERS: u16 = 16;
 
-fn leak<T>(v: T) -> &'static T {
-    Box::leak(Box::new(v))
-}
-
-/// One core's inter-processor interrupt: pending doorbells, one bit per notify id.
-#[derive(Debug, Default)]
-struct Irq {
-    pending: Mutex<u32>,
-    cv: Condvar,
-}
-
-impl Irq {
-    fn raise(&self, id: u32) {
-        assert!(id < 32, "notify id {id} does not fit the mock mailbox");
-        *self.pending.lock().unwrap() |= 1 << id;
-        self.cv.notify_one();
-    }
-
-    fn take(&self, limit: Duration) -> u32 {
-        let g = self.pending.lock().unwrap();
-        let (mut g, _) = self.cv.wait_timeout_while(g, limit, |p| *p == 0).unwrap();
-        std::mem::take(&mut *g)
-    }
-}
-
-/// A platform whose `notify` raises the other core's [`Irq`].
-#[derive(Debug)]
-struct Doorbell {
-    map: LinearMap,
-    peer: &'static Irq,
-}
-
-impl Platform for Doorbell {
-    type Map = LinearMap;
-
-    fn address_map(&self) -> &LinearMap {
-        &self.map
-    }
-
-    fn notify(&self, id: u32) {
-        self.peer.raise(id);
-    }
-}
-
-type BellLink = Link<'static, Doorbell, StdEnvironment, 16, 8>;
-
 /// A driver and a device over RPMsg-Lite's layout with 16 buffers each way, in leaked memory
 /// (tokio tasks are `'static`), with an ISR thread per core.
-struct Cores {
-    drv: &'static BellLink,
-    dev: &'static BellLink,
-    irqs: &'static [Irq; 2],
-    stop: &'static AtomicBool,
-    isrs: Vec<JoinHandle<()>>,
-}
-
-impl Cores {
-    fn new() -> Self {
-        let lite = LiteConfig::new(BUFFERS, 496, 16);
-        let region: SharedRegion<'static> =
-            Box::leak(Box::new(TestMemory::new(lite.region_len()))).region();
-        let irqs: &'static [Irq; 2] = leak([Irq::default(), Irq::default()]);
-        let link = |role: Role, peer: &'static Irq| {
-            let platform = Doorbell {
-                map: LinearMap {
-                    base: 0,
-                    len: region.len(),
-                },
-                peer,
-            };
-            let cfg = Config::lite(role, lite);
-            leak(Link::new(region, platform, StdEnvironment::new(), cfg).unwrap())
-        };
-        let drv = link(Role::Driver, &irqs[1]);
-        let dev = link(Role::Device, &irqs[0]);
-        let stop = leak(AtomicBool::new(false));
-        let isrs = [(drv, &irqs[0]), (dev, &irqs[1])]
-            .into_iter()
-            .map(|(link, irq)| {
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Acquire) {
-                        // The timeout only lets the thread see `stop`.
-                        let ids = irq.take(Duration::from_millis(50));
-                        for id in (0..32).filter(|id| ids & (1 << id) != 0) {
-                            let _ = link.handle_notify(id);
-                        }
-                    }
-                })
-            })
-            .collect();
-        Self {
-            drv,
-            dev,
-            irqs,
-            stop,
-            isrs,
-        }
-    }
-
-    /// Starts both sides; the device learns of the driver from its first doorbell.
-    fn start(&self) {
-        self.dev.start().unwrap();
-        self.drv.start().unwrap();
-        self.dev.wait_link_up(Timeout::After(5 * SECOND)).unwrap();
-    }
-}
-
-impl Drop for Cores {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        for irq in self.irqs {
-            irq.raise(31);
-        }
-        for h in self.isrs.drain(..) {
-            let _ = h.join();
-        }
-    }
+fn cores() -> Cores {
+    Cores::new(&Geometry::lite(LiteConfig::new(BUFFERS, 496, 16)))
 }
 
 /// Runs a device endpoint that echoes every message back to its sender until the link goes
@@ -163,7 +46,7 @@ fn echo(ep: Endpoint<'static>) -> JoinHandle<u32> {
 async fn tasks_on_worker_threads_echo_through_send_async_and_recv_async() {
     const TASKS: u32 = 4;
     const ROUNDS: u32 = 1000;
-    let cores = Cores::new();
+    let cores = cores();
     let server = cores
         .dev
         .create_endpoint(EndpointConfig::new().addr(0x30).queue(8))
@@ -215,7 +98,7 @@ async fn tasks_on_worker_threads_echo_through_send_async_and_recv_async() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_link_up_async_times_out_then_follows_the_peer() {
-    let cores = Cores::new();
+    let cores = cores();
     cores.dev.start().unwrap();
     // The peer never started: the executor's timer ends the wait, and dropping it is harmless.
     for _ in 0..3 {
@@ -244,15 +127,11 @@ async fn wait_link_up_async_times_out_then_follows_the_peer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recv_raced_against_a_short_sleep_loses_and_duplicates_nothing() {
     const MESSAGES: u32 = 3000;
-    let cores = Cores::new();
-    let ep = cores
-        .drv
-        .create_endpoint(EndpointConfig::new().addr(0x400).queue(4))
-        .unwrap();
-    let source = cores
-        .dev
-        .create_endpoint(EndpointConfig::new().addr(0x30).dst(0x400))
-        .unwrap();
+    let cores = cores();
+    let (ep, source) = cores.endpoints(
+        EndpointConfig::new().addr(0x400).queue(4),
+        EndpointConfig::new().addr(0x30).dst(0x400),
+    );
     cores.start();
     let sender = std::thread::spawn(move || {
         for seq in 0..MESSAGES {
@@ -315,18 +194,26 @@ async fn recv_raced_against_a_short_sleep_loses_and_duplicates_nothing() {
     assert_eq!(ep.pending().unwrap(), 0);
 }
 
+/// Sends `BUFFERS` messages, the sequence numbers from `*seq` on, each within a second.
+async fn send_one_per_buffer(ep: &Endpoint<'_>, seq: &mut u32) {
+    for _ in 0..BUFFERS {
+        timeout(SECOND, ep.send_async(&seq.to_le_bytes()))
+            .await
+            .unwrap()
+            .unwrap();
+        *seq += 1;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_future_dropped_while_waiting_for_a_buffer_leaks_none() {
-    let cores = Cores::new();
-    let ep = cores
-        .drv
-        .create_endpoint(EndpointConfig::new().addr(0x400).dst(0x30))
-        .unwrap();
-    // A reader that reads only when told to: until then every buffer stays with the device.
-    let sink = cores
-        .dev
-        .create_endpoint(EndpointConfig::new().addr(0x30).queue(1))
-        .unwrap();
+    let cores = cores();
+    // `sink` is a reader that reads only when told to: until then every buffer stays with the
+    // device.
+    let (ep, sink) = cores.endpoints(
+        EndpointConfig::new().addr(0x400).dst(0x30),
+        EndpointConfig::new().addr(0x30).queue(1),
+    );
     cores.start();
     let (read_tx, read_rx) = std::sync::mpsc::channel::<usize>();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
@@ -346,13 +233,7 @@ async fn a_send_future_dropped_while_waiting_for_a_buffer_leaks_none() {
 
     // Fill the ring: BUFFERS sends complete, the next one waits.
     let mut seq = 0u32;
-    for _ in 0..BUFFERS {
-        timeout(SECOND, ep.send_async(&seq.to_le_bytes()))
-            .await
-            .unwrap()
-            .unwrap();
-        seq += 1;
-    }
+    send_one_per_buffer(&ep, &mut seq).await;
     for _ in 0..20 {
         tokio::select! {
             _ = ep.send_async(b"never") => panic!("a buffer appeared"),
@@ -401,13 +282,7 @@ async fn a_send_future_dropped_while_waiting_for_a_buffer_leaks_none() {
     assert_eq!(ep.alloc_tx(Timeout::NoWait).unwrap_err(), Error::NoBuffer);
     drop(all);
     // And they carry messages.
-    for _ in 0..BUFFERS {
-        timeout(SECOND, ep.send_async(&seq.to_le_bytes()))
-            .await
-            .unwrap()
-            .unwrap();
-        seq += 1;
-    }
+    send_one_per_buffer(&ep, &mut seq).await;
     read_tx.send(usize::from(BUFFERS)).unwrap();
     drop(read_tx);
     let seqs = reader.join().unwrap();
@@ -421,7 +296,7 @@ async fn a_send_future_dropped_while_waiting_for_a_buffer_leaks_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_wakes_async_waiters_with_link_down() {
-    let cores = Cores::new();
+    let cores = cores();
     let ep = cores
         .drv
         .create_endpoint(EndpointConfig::new().addr(0x400).dst(0x30))

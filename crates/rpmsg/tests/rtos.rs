@@ -5,8 +5,9 @@
 //!
 //! * [`VirtualClock`]: a clock that only moves when a caller waits, so every timeout expires
 //!   deterministically and without sleeping;
-//! * `StdEnvironment` with a [`Doorbell`] platform: each "core" has an interrupt line served by
-//!   an ISR thread that calls `Link::handle_notify`, as an RTOS port does;
+//! * `StdEnvironment` with a `common::Doorbell` platform (`common::Cores`): each "core" has an
+//!   interrupt line served by an ISR thread that calls `Link::handle_notify`, as an RTOS port
+//!   does;
 //! * [`ObservableEnv`]: a condition-variable environment that counts its waiters, so a test
 //!   knows a thread is blocked before it acts;
 //! * `SpinEnvironment`, the bare-metal one, on a microsecond counter;
@@ -15,16 +16,15 @@
 
 mod common;
 
-use common::Geometry;
-use rpmsg::port::{CriticalSectionRawMutex, Instant, LinearMap, SpinEnvironment, StdEnvironment};
+use common::{Cores, Geometry, announce_svc_and_lone, join_within, leak, leaked_region};
+use rpmsg::port::{CriticalSectionRawMutex, Instant, SpinEnvironment, StdEnvironment};
 use rpmsg::testing::{Loopback, TestEnv, TestLink, TestMemory};
 use rpmsg::{
-    Config, Endpoint, EndpointConfig, Environment, Error, Link, LiteConfig, NsKind, NsQueue,
-    Platform, Role, RxBuffer, SharedRegion, Timeout, TxBuffer,
+    Config, Endpoint, EndpointConfig, Environment, Error, Link, LiteConfig, NsKind, NsQueue, Role,
+    RxBuffer, SharedRegion, Timeout, TxBuffer,
 };
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -34,26 +34,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Memory that lives for the rest of the test process, so threads that a failing test leaves
-/// blocked can never outlive it.
-fn leaked_region(len: usize) -> SharedRegion<'static> {
-    Box::leak(Box::new(TestMemory::new(len))).region()
-}
-
-fn leak<T>(v: T) -> &'static T {
-    Box::leak(Box::new(v))
-}
-
-/// Joins `h` if it finishes within `limit`, and fails the test otherwise (leaving it blocked).
-fn join_within<T>(h: JoinHandle<T>, limit: Duration, what: &str) -> T {
-    let t = std::time::Instant::now();
-    while !h.is_finished() {
-        assert!(t.elapsed() < limit, "{what} still blocked after {limit:?}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    h.join().unwrap_or_else(|_| panic!("{what} panicked"))
 }
 
 /// Tasks hand endpoints and buffers to each other: all of them cross threads.
@@ -285,125 +265,7 @@ fn spin_environment_carries_a_super_loop_exchange_and_times_out() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// An interrupt line per core, served by an ISR thread.
-
-/// One core's inter-processor interrupt: the doorbells the other core rang and not yet served
-/// (one bit per notify id, like a mailbox status register).
-#[derive(Debug, Default)]
-struct Irq {
-    pending: Mutex<u32>,
-    cv: Condvar,
-}
-
-impl Irq {
-    fn raise(&self, id: u32) {
-        assert!(id < 32, "notify id {id} does not fit the mock mailbox");
-        *self.pending.lock().unwrap() |= 1 << id;
-        self.cv.notify_one();
-    }
-
-    /// Waits up to `limit` for doorbells and takes them.
-    fn take(&self, limit: Duration) -> u32 {
-        let g = self.pending.lock().unwrap();
-        let (mut g, _) = self.cv.wait_timeout_while(g, limit, |p| *p == 0).unwrap();
-        std::mem::take(&mut *g)
-    }
-}
-
-/// A platform whose `notify` raises the other core's [`Irq`].
-#[derive(Debug)]
-struct Doorbell<'a> {
-    map: LinearMap,
-    peer: &'a Irq,
-}
-
-impl<'a> Doorbell<'a> {
-    fn new(region: SharedRegion<'_>, base: u64, peer: &'a Irq) -> Self {
-        Self {
-            map: LinearMap {
-                base,
-                len: region.len(),
-            },
-            peer,
-        }
-    }
-}
-
-impl Platform for Doorbell<'_> {
-    type Map = LinearMap;
-
-    fn address_map(&self) -> &LinearMap {
-        &self.map
-    }
-
-    fn notify(&self, id: u32) {
-        self.peer.raise(id);
-    }
-}
-
-type BellLink<'r, E, const N: usize> = Link<'r, Doorbell<'r>, E, N, 8>;
-
-/// The ISR: calls `handle_notify` for each doorbell until `stop`. It only moves published
-/// buffers into endpoint queues and wakes waiters; the application threads do the rest.
-fn isr<E: Environment, const N: usize>(link: &BellLink<'_, E, N>, irq: &Irq, stop: &AtomicBool) {
-    while !stop.load(Ordering::Acquire) {
-        let ids = irq.take(Duration::from_millis(20));
-        for id in (0..32).filter(|id| ids & (1 << id) != 0) {
-            let _ = link.handle_notify(id);
-        }
-    }
-}
-
-/// A driver and a device with doorbells and `StdEnvironment`, over `geo` in leaked memory.
-struct Pair {
-    drv: &'static BellLink<'static, StdEnvironment, 16>,
-    dev: &'static BellLink<'static, StdEnvironment, 16>,
-    irqs: &'static [Irq; 2],
-    stop: &'static AtomicBool,
-}
-
-impl Pair {
-    fn new(geo: &Geometry) -> Self {
-        let region = leaked_region(geo.region_len());
-        geo.prepare(&region);
-        let irqs: &'static [Irq; 2] = leak([Irq::default(), Irq::default()]);
-        let link = |role: Role, peer: &'static Irq| {
-            leak(
-                Link::new(
-                    region,
-                    Doorbell::new(region, geo.base, peer),
-                    StdEnvironment::new(),
-                    geo.config(role),
-                )
-                .unwrap(),
-            )
-        };
-        Self {
-            // The driver rings the device's line, and the other way round.
-            drv: link(Role::Driver, &irqs[1]),
-            dev: link(Role::Device, &irqs[0]),
-            irqs,
-            stop: leak(AtomicBool::new(false)),
-        }
-    }
-
-    /// Starts the two ISR threads.
-    fn spawn_isrs(&self) -> [JoinHandle<()>; 2] {
-        let (drv, dev, irqs, stop) = (self.drv, self.dev, self.irqs, self.stop);
-        [
-            std::thread::spawn(move || isr(drv, &irqs[0], stop)),
-            std::thread::spawn(move || isr(dev, &irqs[1], stop)),
-        ]
-    }
-
-    fn stop_isrs(&self, isrs: [JoinHandle<()>; 2]) {
-        self.stop.store(true, Ordering::Release);
-        for (irq, h) in self.irqs.iter().zip(isrs) {
-            irq.raise(31);
-            join_within(h, 5 * SECOND, "ISR thread");
-        }
-    }
-}
+// An interrupt line per core, served by an ISR thread (`common::Cores`).
 
 #[test]
 fn wait_link_up_returns_once_the_peer_starts() {
@@ -412,8 +274,7 @@ fn wait_link_up_returns_once_the_peer_starts() {
         Geometry::lite(LiteConfig::new(16, 496, 16)),
         Geometry::rsc(16, 16, true, 0x8000_0000),
     ] {
-        let p = Pair::new(&geo);
-        let isrs = p.spawn_isrs();
+        let mut p = Cores::new(&geo);
         p.dev.start().unwrap();
         let dev = p.dev;
         let waiter = std::thread::spawn(move || dev.wait_link_up(Timeout::After(10 * SECOND)));
@@ -426,7 +287,7 @@ fn wait_link_up_returns_once_the_peer_starts() {
         join_within(waiter, 10 * SECOND, "wait_link_up").unwrap();
         assert!(p.dev.is_up() && p.drv.is_up());
         assert_eq!(p.dev.stats().sessions, 1);
-        p.stop_isrs(isrs);
+        p.stop_isrs();
     }
 }
 
@@ -438,8 +299,7 @@ fn queue_of_depth_one_backpressures_100_messages_in_order() {
         Geometry::lite(LiteConfig::new(16, 496, 16)),
         Geometry::rsc(16, 16, false, 0x8000_0000),
     ] {
-        let p = Pair::new(&geo);
-        let isrs = p.spawn_isrs();
+        let mut p = Cores::new(&geo);
         let reader = p
             .dev
             .create_endpoint(EndpointConfig::new().addr(0x500).queue(1))
@@ -448,9 +308,7 @@ fn queue_of_depth_one_backpressures_100_messages_in_order() {
             .drv
             .create_endpoint(EndpointConfig::new().addr(0x400).dst(0x500))
             .unwrap();
-        p.dev.start().unwrap();
-        p.drv.start().unwrap();
-        p.dev.wait_link_up(Timeout::After(5 * SECOND)).unwrap();
+        p.start();
 
         let sender = std::thread::spawn(move || {
             for seq in 0..MESSAGES {
@@ -493,7 +351,7 @@ fn queue_of_depth_one_backpressures_100_messages_in_order() {
             (0, 0, 0, 0),
             "no drops, nothing left held: {v:?}"
         );
-        p.stop_isrs(isrs);
+        p.stop_isrs();
     }
 }
 
@@ -787,12 +645,7 @@ fn lite_driver_shutdown_reaches_the_device_only_as_name_service_destroys() {
     let (drv, dev) = (new(Role::Driver), new(Role::Device));
     let others = NsQueue::<CriticalSectionRawMutex, 4>::new();
     dev.set_ns_handler(&others).unwrap();
-    let svc = drv
-        .create_endpoint(EndpointConfig::new().name("svc").unwrap().announce(true))
-        .unwrap();
-    let lone = drv
-        .create_endpoint(EndpointConfig::new().name("lone").unwrap().announce(true))
-        .unwrap();
+    let (svc, lone) = announce_svc_and_lone(&drv);
     let client = dev
         .create_endpoint(EndpointConfig::new().addr(0x41).name("svc").unwrap())
         .unwrap();

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{Geometry, MAX_PAYLOAD, check_payload, fill_payload};
+use common::{Geometry, MAX_PAYLOAD, announce_svc_and_lone, check_payload, fill_payload};
 use rpmsg::port::CriticalSectionRawMutex;
 use rpmsg::testing::{TestLink, TestMemory};
 use rpmsg::{
@@ -968,12 +968,7 @@ fn driver_shutdown_reaches_the_device() {
         let drv: TestLink<'_, 16> = geo.link(region, Role::Driver);
         let dev: TestLink<'_, 16> = geo.link(region, Role::Device);
         dev.set_ns_handler(&dev_q).unwrap();
-        let svc = drv
-            .create_endpoint(EndpointConfig::new().name("svc").unwrap().announce(true))
-            .unwrap();
-        let lone = drv
-            .create_endpoint(EndpointConfig::new().name("lone").unwrap().announce(true))
-            .unwrap();
+        let (svc, lone) = announce_svc_and_lone(&drv);
         let client = dev
             .create_endpoint(EndpointConfig::new().addr(0x41).name("svc").unwrap())
             .unwrap();
@@ -1063,12 +1058,7 @@ fn device_shutdown_reaches_the_driver() {
         let drv: TestLink<'_, 16> = geo.link(region, Role::Driver);
         let dev: TestLink<'_, 16> = geo.link(region, Role::Device);
         drv.set_ns_handler(&drv_q).unwrap();
-        let svc = dev
-            .create_endpoint(EndpointConfig::new().name("svc").unwrap().announce(true))
-            .unwrap();
-        let lone = dev
-            .create_endpoint(EndpointConfig::new().name("lone").unwrap().announce(true))
-            .unwrap();
+        let (svc, lone) = announce_svc_and_lone(&dev);
         let client = drv
             .create_endpoint(EndpointConfig::new().name("svc").unwrap())
             .unwrap();

@@ -1,18 +1,27 @@
 //! Helpers shared by the integration tests: the shared-memory geometries both layouts use, memory
-//! with guard bytes around the region, and the deterministic payload pattern.
+//! with guard bytes around the region, the deterministic payload pattern, and two cores whose
+//! doorbells raise interrupt lines served by ISR threads.
 
 #![allow(
     dead_code,
     reason = "each test crate includes this module and uses only part of it"
 )]
 
-use rpmsg::testing::{Loopback, TestEnv, TestLink};
+use rpmsg::port::{LinearMap, StdEnvironment};
+use rpmsg::testing::{Loopback, TestEnv, TestLink, TestMemory};
 use rpmsg::virtqueue::Vring;
 use rpmsg::wire::rsc::{
     FW_RSC_ADDR_ANY, RscTableRepr, VIRTIO_ID_RPMSG, VdevRepr, VringInfo, vdev_field,
 };
 use rpmsg::wire::vring::{VringLayout, align_up};
-use rpmsg::{Config, LayoutConfig, Link, LiteConfig, Role, RscConfig, SharedRegion};
+use rpmsg::{
+    Config, Endpoint, EndpointConfig, Environment, LayoutConfig, Link, LiteConfig, Platform, Role,
+    RscConfig, SharedRegion, Timeout,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Where the resource table starts: not at 0, so table offsets are exercised.
 const TABLE_OFFSET: usize = 0x40;
@@ -359,4 +368,200 @@ pub(crate) fn check_payload(stream: u8, seq: u64, data: &[u8]) -> Result<(), Str
         ));
     }
     Ok(())
+}
+
+/// Creates the two announced endpoints of the shutdown tests on `link`: "svc", which a client on
+/// the other side binds to by name, and "lone", which nobody binds to.
+pub(crate) fn announce_svc_and_lone<
+    'l,
+    P: Platform,
+    E: Environment,
+    const N: usize,
+    const M: usize,
+>(
+    link: &'l Link<'_, P, E, N, M>,
+) -> (Endpoint<'l>, Endpoint<'l>) {
+    let svc = link
+        .create_endpoint(EndpointConfig::new().name("svc").unwrap().announce(true))
+        .unwrap();
+    let lone = link
+        .create_endpoint(EndpointConfig::new().name("lone").unwrap().announce(true))
+        .unwrap();
+    (svc, lone)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two cores with an interrupt line each, served by an ISR thread.
+
+/// Memory that lives for the rest of the test process, so threads that a failing test leaves
+/// blocked can never outlive it.
+pub(crate) fn leaked_region(len: usize) -> SharedRegion<'static> {
+    Box::leak(Box::new(TestMemory::new(len))).region()
+}
+
+pub(crate) fn leak<T>(v: T) -> &'static T {
+    Box::leak(Box::new(v))
+}
+
+/// Joins `h` if it finishes within `limit`, and fails the test otherwise (leaving it blocked).
+pub(crate) fn join_within<T>(h: JoinHandle<T>, limit: Duration, what: &str) -> T {
+    let t = std::time::Instant::now();
+    while !h.is_finished() {
+        assert!(t.elapsed() < limit, "{what} still blocked after {limit:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    h.join().unwrap_or_else(|_| panic!("{what} panicked"))
+}
+
+/// One core's inter-processor interrupt: the doorbells the other core rang and not yet served
+/// (one bit per notify id, like a mailbox status register).
+#[derive(Debug, Default)]
+pub(crate) struct Irq {
+    pending: Mutex<u32>,
+    cv: Condvar,
+}
+
+impl Irq {
+    pub(crate) fn raise(&self, id: u32) {
+        assert!(id < 32, "notify id {id} does not fit the mock mailbox");
+        *self.pending.lock().unwrap() |= 1 << id;
+        self.cv.notify_one();
+    }
+
+    /// Waits up to `limit` for doorbells and takes them.
+    pub(crate) fn take(&self, limit: Duration) -> u32 {
+        let g = self.pending.lock().unwrap();
+        let (mut g, _) = self.cv.wait_timeout_while(g, limit, |p| *p == 0).unwrap();
+        std::mem::take(&mut *g)
+    }
+}
+
+/// A platform whose `notify` raises the other core's [`Irq`].
+#[derive(Debug)]
+pub(crate) struct Doorbell {
+    map: LinearMap,
+    peer: &'static Irq,
+}
+
+impl Doorbell {
+    /// The platform of a core that sees `region` at `base` and rings `peer`.
+    pub(crate) fn new(region: SharedRegion<'_>, base: u64, peer: &'static Irq) -> Self {
+        Self {
+            map: LinearMap {
+                base,
+                len: region.len(),
+            },
+            peer,
+        }
+    }
+}
+
+impl Platform for Doorbell {
+    type Map = LinearMap;
+
+    fn address_map(&self) -> &LinearMap {
+        &self.map
+    }
+
+    fn notify(&self, id: u32) {
+        self.peer.raise(id);
+    }
+}
+
+/// A link with doorbells, `StdEnvironment` and 16 entries per ring.
+pub(crate) type BellLink = Link<'static, Doorbell, StdEnvironment, 16, 8>;
+
+/// The ISR: calls `handle_notify` for each doorbell until `stop`. It only moves published
+/// buffers into endpoint queues and wakes waiters; the application threads do the rest.
+fn isr(link: &BellLink, irq: &Irq, stop: &AtomicBool) {
+    while !stop.load(Ordering::Acquire) {
+        // The timeout only lets the thread see `stop`.
+        let ids = irq.take(Duration::from_millis(20));
+        for id in (0..32).filter(|id| ids & (1 << id) != 0) {
+            let _ = link.handle_notify(id);
+        }
+    }
+}
+
+/// A driver and a device with doorbells, over a geometry in leaked memory (threads and async
+/// tasks take `'static` links), with an ISR thread per core from the start. Nothing polls the
+/// links on a timer, so a missed wake-up shows up as a test that does not finish.
+pub(crate) struct Cores {
+    pub(crate) drv: &'static BellLink,
+    pub(crate) dev: &'static BellLink,
+    irqs: &'static [Irq; 2],
+    stop: &'static AtomicBool,
+    isrs: Vec<JoinHandle<()>>,
+}
+
+impl Cores {
+    /// Prepares `geo` in leaked memory, builds both links (not started) and starts the ISRs.
+    pub(crate) fn new(geo: &Geometry) -> Self {
+        let region = leaked_region(geo.region_len());
+        geo.prepare(&region);
+        let irqs: &'static [Irq; 2] = leak([Irq::default(), Irq::default()]);
+        let link = |role: Role, peer: &'static Irq| {
+            let platform = Doorbell::new(region, geo.base, peer);
+            leak(Link::new(region, platform, StdEnvironment::new(), geo.config(role)).unwrap())
+        };
+        // The driver rings the device's line, and the other way round.
+        let drv = link(Role::Driver, &irqs[1]);
+        let dev = link(Role::Device, &irqs[0]);
+        let stop = leak(AtomicBool::new(false));
+        let isrs = [(drv, &irqs[0]), (dev, &irqs[1])]
+            .into_iter()
+            .map(|(link, irq)| std::thread::spawn(move || isr(link, irq, stop)))
+            .collect();
+        Self {
+            drv,
+            dev,
+            irqs,
+            stop,
+            isrs,
+        }
+    }
+
+    /// Creates an endpoint on each side: `(driver's, device's)`.
+    pub(crate) fn endpoints(
+        &self,
+        drv: EndpointConfig<'static>,
+        dev: EndpointConfig<'static>,
+    ) -> (Endpoint<'static>, Endpoint<'static>) {
+        let drv = self.drv.create_endpoint(drv).unwrap();
+        let dev = self.dev.create_endpoint(dev).unwrap();
+        (drv, dev)
+    }
+
+    /// Starts both sides; the device learns of the driver from its first doorbell.
+    pub(crate) fn start(&self) {
+        self.dev.start().unwrap();
+        self.drv.start().unwrap();
+        self.dev
+            .wait_link_up(Timeout::After(Duration::from_secs(5)))
+            .unwrap();
+    }
+
+    /// Stops the ISR threads and fails the test unless each ends within 5 s.
+    pub(crate) fn stop_isrs(&mut self) {
+        self.signal_stop();
+        for h in self.isrs.drain(..) {
+            join_within(h, Duration::from_secs(5), "ISR thread");
+        }
+    }
+
+    fn signal_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        for irq in self.irqs {
+            irq.raise(31);
+        }
+    }
+}
+
+impl Drop for Cores {
+    fn drop(&mut self) {
+        self.signal_stop();
+        for h in self.isrs.drain(..) {
+            let _ = h.join();
+        }
+    }
 }
