@@ -269,6 +269,9 @@ struct State<'r, const N: usize, const EPTS: usize> {
     slots: [Slot<'r>; EPTS],
     ns_handler: Option<&'r dyn NsHandler>,
     wakers: Wakers,
+    /// Services the peer announced (one per endpoint slot), for binding by name later.
+    seen: [Option<(Name, u32)>; EPTS],
+    seen_next: usize,
     stats: LinkStats,
 }
 
@@ -375,6 +378,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 slots: [Slot::EMPTY; EPTS],
                 ns_handler: None,
                 wakers: Wakers::new(),
+                seen: [None; EPTS],
+                seen_next: 0,
                 stats: LinkStats::default(),
             })),
         })
@@ -797,6 +802,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
 
     fn new_epoch(&self, st: &mut State<'r, N, EPTS>) {
         st.epoch = st.epoch.wrapping_add(1);
+        st.seen = [None; EPTS];
         st.queues = Queues::None;
         st.rx_meta = [RxMeta::EMPTY; N];
         st.nfree = 0;
@@ -1135,6 +1141,32 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     bound = true;
                 }
                 _ => {}
+            }
+        }
+        // Remember what the peer offers, so an endpoint created later with the same name (and
+        // no destination) binds at once instead of missing an announcement that came first.
+        match kind {
+            NsKind::Create => {
+                let at = st
+                    .seen
+                    .iter()
+                    .position(|e| e.is_some_and(|(n, _)| n == ns.name))
+                    .or_else(|| st.seen.iter().position(Option::is_none));
+                let at = at.unwrap_or_else(|| {
+                    // Full: forget the oldest in turn.
+                    st.seen_next = (st.seen_next + 1) % EPTS.max(1);
+                    st.seen_next
+                });
+                if let Some(e) = st.seen.get_mut(at) {
+                    *e = Some((ns.name, ns.addr));
+                }
+            }
+            NsKind::Destroy => {
+                for e in st.seen.iter_mut() {
+                    if *e == Some((ns.name, ns.addr)) {
+                        *e = None;
+                    }
+                }
             }
         }
         match st.ns_handler {
@@ -1561,7 +1593,16 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 in_use: true,
                 generation,
                 addr,
-                dst: cfg.dst,
+                dst: if cfg.dst == RPMSG_ADDR_ANY && !cfg.name.is_empty() {
+                    // Bind by name to a service the peer announced before we got here.
+                    st.seen
+                        .iter()
+                        .flatten()
+                        .find(|(n, _)| *n == cfg.name)
+                        .map_or(RPMSG_ADDR_ANY, |&(_, a)| a)
+                } else {
+                    cfg.dst
+                },
                 name: cfg.name,
                 announce: cfg.announce && !cfg.name.is_empty(),
                 announced: false,

@@ -188,3 +188,61 @@ fn held_buffers_belong_to_their_link() {
     drop(rx);
     assert_eq!(dev1.stats().held, 0);
 }
+
+#[test]
+fn binds_by_name_to_a_service_announced_before_the_endpoint_existed() {
+    let lite = LiteConfig::new(4, 496, 16);
+    let mut mem = TestMemory::new(lite.region_len());
+    let r = mem.region();
+    let drv: TestLink<'_, 4> = Link::new(
+        r,
+        Loopback::new(r),
+        TestEnv::new(),
+        Config::lite(Role::Driver, lite),
+    )
+    .unwrap();
+    let dev: TestLink<'_, 4> = Link::new(
+        r,
+        Loopback::new(r),
+        TestEnv::new(),
+        Config::lite(Role::Device, lite),
+    )
+    .unwrap();
+    dev.start().unwrap();
+    drv.start().unwrap();
+    dev.wait_link_up(Timeout::Forever).unwrap();
+    let svc = drv
+        .create_endpoint(
+            EndpointConfig::new()
+                .addr(0x500)
+                .name("svc")
+                .unwrap()
+                .announce(true),
+        )
+        .unwrap();
+    // The device takes the announcement while nothing of its own is called "svc" yet.
+    dev.poll().unwrap();
+    assert_eq!(dev.stats().ns_received, 1);
+    let late = dev
+        .create_endpoint(EndpointConfig::new().name("svc").unwrap().queue(2))
+        .unwrap();
+    assert_eq!(
+        late.dst().unwrap(),
+        Some(0x500),
+        "bound to the service announced earlier"
+    );
+    late.send(b"hi").unwrap();
+    let mut buf = [0u8; 4];
+    assert_eq!(
+        svc.recv(&mut buf, Timeout::Forever).unwrap(),
+        (2, late.addr())
+    );
+    // A DESTROY unbinds it, and the service is forgotten for endpoints created afterwards.
+    svc.destroy().unwrap();
+    dev.poll().unwrap();
+    assert_eq!(late.dst().unwrap(), None);
+    let later = dev
+        .create_endpoint(EndpointConfig::new().name("svc").unwrap())
+        .unwrap();
+    assert_eq!(later.dst().unwrap(), None);
+}
