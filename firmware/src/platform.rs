@@ -55,7 +55,7 @@ pub struct HookStats {
     pub notifies: u32,
     /// Doorbells rung with no clean since the previous one (must stay 0).
     pub notifies_without_clean: u32,
-    /// Clean or invalidate calls on addresses outside the region (must stay 0).
+    /// Clean or invalidate calls outside the region and the table section (must stay 0).
     pub outside_region: u32,
 }
 
@@ -71,9 +71,18 @@ pub struct QemuPlatform<'d> {
     cleans_at_notify: AtomicU32,
     notifies_without_clean: AtomicU32,
     outside_region: AtomicU32,
+    /// Other memory shared with the peer: the resource table's own section.
+    table: (usize, usize),
 }
 
 impl<'d> QemuPlatform<'d> {
+    /// The same platform, also accepting cache maintenance on `table` (the resource table in
+    /// its own section, which the driver writes too).
+    pub fn with_table(mut self, table: &SharedRegion<'_>) -> Self {
+        self.table = (table.base_addr(), table.len());
+        self
+    }
+
     /// A platform for `region` whose doorbells ring `peer`.
     pub fn new(region: &SharedRegion<'_>, peer: &'d Doorbell) -> Self {
         Self {
@@ -89,6 +98,7 @@ impl<'d> QemuPlatform<'d> {
             cleans_at_notify: AtomicU32::new(0),
             notifies_without_clean: AtomicU32::new(0),
             outside_region: AtomicU32::new(0),
+            table: (region.base_addr(), region.len()),
         }
     }
 
@@ -104,9 +114,10 @@ impl<'d> QemuPlatform<'d> {
     }
 
     fn check_local(&self, addr: usize, len: usize) {
-        let (base, size) = self.local;
-        let inside = addr >= base && addr - base <= size && len <= size - (addr - base);
-        if !inside {
+        let within = |(base, size): (usize, usize)| {
+            addr >= base && addr - base <= size && len <= size - (addr - base)
+        };
+        if !within(self.local) && !within(self.table) {
             self.outside_region.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -296,6 +296,8 @@ enum Next<'r> {
 /// sizes the per-buffer bookkeeping; `EPTS` is the number of endpoint slots.
 pub struct Link<'r, P: Platform, E: Environment, const N: usize = 256, const EPTS: usize = 8> {
     region: SharedRegion<'r>,
+    /// Where the resource table is: the shared region, or the firmware's own section.
+    table: SharedRegion<'r>,
     platform: P,
     env: E,
     cfg: Config,
@@ -329,6 +331,24 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     /// [`Error::Config`] when the layout does not fit the region, a ring is larger than `N`, or
     /// `EPTS` exceeds 255.
     pub fn new(region: SharedRegion<'r>, platform: P, env: E, cfg: Config) -> Result<Self, Error> {
+        Self::new_with_table(region, region, platform, env, cfg)
+    }
+
+    /// A link whose resource table lies outside the shared region: in the firmware's own
+    /// `.resource_table` section (see [`resource_table!`](crate::resource_table)), which
+    /// Linux remoteproc writes in place. `cfg`'s [`RscConfig::table_offset`] is then an offset
+    /// in `table`. Everything else is as [`Link::new`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Link::new`].
+    pub fn new_with_table(
+        region: SharedRegion<'r>,
+        table: SharedRegion<'r>,
+        platform: P,
+        env: E,
+        cfg: Config,
+    ) -> Result<Self, Error> {
         if EPTS > 255 || N == 0 || N > 32768 {
             return Err(Error::Config(
                 "EPTS must be at most 255 and N between 1 and 32768",
@@ -344,7 +364,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 }
             }
             LayoutConfig::RscTable(r) => {
-                if !region.contains(r.table_offset, r.table_len)
+                if !table.contains(r.table_offset, r.table_len)
                     || r.table_len > RscConfig::MAX_TABLE_LEN
                 {
                     return Err(Error::Config(
@@ -355,6 +375,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         }
         Ok(Self {
             region,
+            table,
             platform,
             env,
             cfg,
@@ -539,11 +560,11 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 self.driver_setup(st, rings, pools)?;
             }
             (Role::Driver, LayoutConfig::RscTable(r)) => {
-                let vdev = r.read_vdev(&self.region)?;
+                let vdev = r.read_vdev(&self.table)?;
                 let status = r.vdev_field(&vdev, vdev_field::STATUS);
-                self.region.write_u8(status, 0)?;
-                self.region.write_u8(status, VIRTIO_CONFIG_S_ACKNOWLEDGE)?;
-                self.region
+                self.table.write_u8(status, 0)?;
+                self.table.write_u8(status, VIRTIO_CONFIG_S_ACKNOWLEDGE)?;
+                self.table
                     .write_u8(status, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER)?;
                 // Accept only the name service, and only if offered (wire.md 13 #36).
                 let ns_bit = if self.cfg.name_service {
@@ -552,7 +573,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     0
                 };
                 let g = vdev.dfeatures & ns_bit;
-                self.region
+                self.table
                     .write_u32(r.vdev_field(&vdev, vdev_field::GFEATURES), g)?;
                 let mut rings = [None, None];
                 for (k, slot) in rings.iter_mut().enumerate() {
@@ -568,7 +589,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                             .to_addr(off)
                             .and_then(|a| u32::try_from(a).ok())
                             .ok_or(Error::Config("vring offset has no 32-bit peer address"))?;
-                        self.region
+                        self.table
                             .write_u32(r.vdev_field(&vdev, vdev_field::vring(k)), da)?;
                         off
                     } else {
@@ -599,7 +620,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 st.ns = g & (1 << VIRTIO_RPMSG_F_NS) != 0;
                 st.vdev = Some(vdev);
                 self.driver_setup(st, [r0, r1], [rx_pool, tx_pool])?;
-                self.region.write_u8(
+                self.table.write_u8(
                     status,
                     VIRTIO_CONFIG_S_ACKNOWLEDGE
                         | VIRTIO_CONFIG_S_DRIVER
@@ -727,14 +748,14 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     Some(v) => r.vdev_field(&v, vdev_field::STATUS),
                     None => {
                         // Find the status byte once; the table shape is ours and stays put.
-                        let v = r.read_vdev(&self.region)?;
+                        let v = r.read_vdev(&self.table)?;
                         st.vdev = Some(v);
                         r.vdev_field(&v, vdev_field::STATUS)
                     }
                 };
                 self.platform
-                    .cache_invalidate(self.region.base_addr() + status_at, 1);
-                let ok = self.region.read_u8(status_at)? & VIRTIO_CONFIG_S_DRIVER_OK != 0;
+                    .cache_invalidate(self.table.base_addr() + status_at, 1);
+                let ok = self.table.read_u8(status_at)? & VIRTIO_CONFIG_S_DRIVER_OK != 0;
                 match (st.phase, ok) {
                     (Phase::Waiting | Phase::Reset, true) => {
                         // Read what the driver wrote only now, after DRIVER_OK (wire.md 13 #16).
@@ -770,7 +791,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
 
     /// Device, resource table: takes the vrings the driver placed and the features it chose.
     fn attach_device_rsc(&self, st: &mut State<'r, N, EPTS>, r: &RscConfig) -> Result<(), Error> {
-        let v = r.read_vdev(&self.region)?;
+        let v = r.read_vdev(&self.table)?;
         let mut rings = [None, None];
         for (k, slot) in rings.iter_mut().enumerate() {
             let vr = v.vrings[k];
@@ -1826,9 +1847,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             if let (Role::Driver, LayoutConfig::RscTable(r), Some(v)) =
                 (self.cfg.role, self.cfg.layout, st.vdev)
             {
-                let _ = self
-                    .region
-                    .write_u8(r.vdev_field(&v, vdev_field::STATUS), 0);
+                let _ = self.table.write_u8(r.vdev_field(&v, vdev_field::STATUS), 0);
             }
             st.phase = Phase::Down;
             fx.wake = true;

@@ -115,6 +115,31 @@ impl<'r> SharedRegion<'r> {
         })
     }
 
+    /// Wraps a slice of atomics: memory that other contexts may already share, such as a
+    /// firmware's `.resource_table` static that Linux remoteproc writes in place.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError`] if the slice is not aligned to [`REGION_ALIGN`] bytes.
+    pub fn from_atomics(cells: &'r [AtomicU8]) -> Result<Self, AccessError> {
+        let len = cells.len();
+        let ptr = core::ptr::NonNull::from(cells).cast::<u8>();
+        if ptr.as_ptr().align_offset(REGION_ALIGN) != 0 {
+            return Err(AccessError {
+                offset: 0,
+                len,
+                region_len: len,
+            });
+        }
+        // Every access this module makes is atomic, exactly what `&[AtomicU8]` already allows
+        // others to do concurrently, so sharing the bytes this way adds nothing unsound.
+        Ok(Self {
+            base: ptr,
+            _life: core::marker::PhantomData,
+            len,
+        })
+    }
+
     /// Wraps memory this program does not own as a Rust object: a mapping of a shared file, a
     /// physical window the other core also sees, a guest memory map.
     ///

@@ -2,6 +2,7 @@
 //! RPMsg-Lite do, including their start-up states and quirks (wire.md section 13). The peers
 //! here write raw ring fields; nothing of ours runs on their side.
 
+use core::sync::atomic::AtomicU8;
 use rpmsg::testing::{Loopback, TestEnv, TestMemory};
 use rpmsg::wire::ns::NsRepr;
 use rpmsg::wire::rpmsg::RpmsgRepr;
@@ -484,4 +485,57 @@ fn driver_writes_status_cumulatively_and_places_vrings() {
         drv.create_endpoint(EndpointConfig::new()),
         Err(Error::LinkDown)
     ));
+}
+
+/// A table in a section of its own, as `resource_table!` lays it out: 8-aligned atomics.
+#[repr(C, align(8))]
+struct TableSection([AtomicU8; 256]);
+
+static TABLE_SECTION: TableSection = TableSection([const { AtomicU8::new(0) }; 256]);
+
+#[test]
+fn resource_table_in_its_own_section() {
+    // The firmware's table is a static of its own, not part of the shared region; the driver
+    // (Linux) writes status, features and vring addresses there.
+    let (tbl, tlen, v) = table(4, 16);
+    let tregion = SharedRegion::from_atomics(&TABLE_SECTION.0).unwrap();
+    tregion.copy_in(0, &tbl[..tlen]).unwrap();
+    let mut mem = TestMemory::new(0x4000);
+    let r = mem.region();
+    let mut rsc = RscConfig::new(0, tlen);
+    rsc.vring_offsets = [Some(0x400), Some(0x800)];
+    rsc.pool_offset = 0x1000;
+    let drv: Link<_, _, 4> = Link::new_with_table(
+        r,
+        tregion,
+        Loopback::new(r),
+        TestEnv::new(),
+        Config::rsc_table(Role::Driver, rsc),
+    )
+    .unwrap();
+    let dev: Link<_, _, 4> = Link::new_with_table(
+        r,
+        tregion,
+        Loopback::new(r),
+        TestEnv::new(),
+        Config::rsc_table(Role::Device, RscConfig::new(0, tlen)),
+    )
+    .unwrap();
+    dev.start().unwrap();
+    assert!(!dev.is_up());
+    drv.start().unwrap();
+    assert_eq!(tregion.read_u8(v + vdev_field::STATUS).unwrap(), 0x07);
+    assert_eq!(tregion.read_u32(v + vdev_field::vring(0)).unwrap(), 0x400);
+    dev.wait_link_up(Timeout::Forever).unwrap();
+    let a = drv
+        .create_endpoint(EndpointConfig::new().addr(0x400))
+        .unwrap();
+    let b = dev.create_endpoint(EndpointConfig::new().addr(30)).unwrap();
+    a.send_to(30, b"table elsewhere").unwrap();
+    let mut buf = [0u8; 32];
+    assert_eq!(b.recv(&mut buf, Timeout::Forever).unwrap(), (15, 0x400));
+    // The shared region's first bytes hold no table.
+    assert_eq!(r.read_u32(0).unwrap(), 0);
+    // A misaligned slice is refused.
+    assert!(SharedRegion::from_atomics(&TABLE_SECTION.0[1..]).is_err());
 }

@@ -315,8 +315,19 @@ fn hooks_step(name: &str, links: [&TestLink; 2]) -> Result<(), ()> {
 }
 
 fn new_link(region: SharedRegion<'static>, peer: &'static Doorbell, cfg: Config) -> TestLink {
+    new_link_with_table(region, region, peer, cfg)
+}
+
+/// A link whose resource table is `table` (this firmware's `.resource_table` section).
+fn new_link_with_table(
+    region: SharedRegion<'static>,
+    table: SharedRegion<'static>,
+    peer: &'static Doorbell,
+    cfg: Config,
+) -> TestLink {
     let env = Env::new(clock::now_us as fn() -> u64);
-    match Link::new(region, QemuPlatform::new(&region, peer), env, cfg) {
+    let platform = QemuPlatform::new(&region, peer).with_table(&table);
+    match Link::new_with_table(region, table, platform, env, cfg) {
         Ok(l) => l,
         Err(e) => fail_hard("Link::new", e),
     }
@@ -557,8 +568,6 @@ fn rsc_pair(t: &mut Tally, region: SharedRegion<'static>) {
                 "table at {:#x}",
                 RSC_TABLE.addr()
             );
-            // The core reads the table from the shared region: copy it there (see firmware/README).
-            ok!(region.copy_in(0, &bytes));
             Ok(())
         },
     );
@@ -566,13 +575,19 @@ fn rsc_pair(t: &mut Tally, region: SharedRegion<'static>) {
     let mut drv_cfg = RscConfig::new(0, table_len);
     drv_cfg.pool_offset = POOL as usize;
     drv_cfg.buffer_size = 512;
-    let drv = new_link(
+    // Both links use the table where it is, in its own section: Linux writes it in place.
+    let table = match SharedRegion::from_atomics(RSC_TABLE.as_atomic()) {
+        Ok(t) => t,
+        Err(_) => return t.step("rsc: the table section is 8-aligned", || Err(())),
+    };
+    let drv = new_link_with_table(
         region,
+        table,
         &DEVICE_BELL,
         Config::rsc_table(Role::Driver, drv_cfg),
     );
     let dev_cfg = Config::rsc_table(Role::Device, RscConfig::new(0, table_len));
-    let dev = new_link(region, &DRIVER_BELL, dev_cfg);
+    let dev = new_link_with_table(region, table, &DRIVER_BELL, dev_cfg);
     let echo_cfg = EndpointConfig::new().addr(30).announce(true).queue(2);
     let Ok(echo) = dev.create_endpoint(echo_cfg.name("rpmsg-echo").unwrap_or(echo_cfg)) else {
         return t.step("rsc: create endpoints", || Err(()));
@@ -589,11 +604,11 @@ fn rsc_pair(t: &mut Tally, region: SharedRegion<'static>) {
         ensure!(!dev.is_up(), "device up before the driver");
         ok!(drv.start());
         ensure!(
-            region.read_u8(status) == Ok(0x07),
+            table.read_u8(status) == Ok(0x07),
             "status {:?}",
-            region.read_u8(status)
+            table.read_u8(status)
         );
-        let g = region.read_u32(vdev_at + vdev_field::GFEATURES);
+        let g = table.read_u32(vdev_at + vdev_field::GFEATURES);
         ensure!(g == Ok(1), "gfeatures {:?}", g);
         ok!(pump(&drv, &dev, None));
         ensure!(
@@ -625,7 +640,7 @@ fn rsc_pair(t: &mut Tally, region: SharedRegion<'static>) {
         "rsc: vrings and buffers at peer addresses (offset map)",
         || {
             for (k, off) in [(0, VRING0), (1, VRING1)] {
-                let da = region.read_u32(vdev_at + vdev_field::vring(k) + vdev_field::VRING_DA);
+                let da = table.read_u32(vdev_at + vdev_field::vring(k) + vdev_field::VRING_DA);
                 ensure!(da == Ok(PEER + off), "vring{} da {:?}", k, da);
             }
             let got = desc_addr(&region, VRING0 as usize, 0);
@@ -653,9 +668,9 @@ fn rsc_pair(t: &mut Tally, region: SharedRegion<'static>) {
         || {
             ok!(drv.shutdown());
             ensure!(
-                region.read_u8(status) == Ok(0),
+                table.read_u8(status) == Ok(0),
                 "status {:?}",
-                region.read_u8(status)
+                table.read_u8(status)
             );
             ok!(dev.poll());
             ensure!(!dev.is_up(), "device still up");
