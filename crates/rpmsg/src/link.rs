@@ -484,7 +484,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     pub fn is_up(&self) -> bool {
         self.state.lock(|c| {
             c.try_borrow()
-                .map(|s| s.phase == Phase::Up)
+                .map(|s| matches!(s.phase, Phase::Up))
                 .unwrap_or(false)
         })
     }
@@ -728,7 +728,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         }
         match self.cfg.layout {
             LayoutConfig::Lite(_) => {
-                if st.phase != Phase::Waiting {
+                if !matches!(st.phase, Phase::Waiting) {
                     return Ok(());
                 }
                 let Queues::Device { rx, tx } = &mut st.queues else {
@@ -894,7 +894,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             // Messages that only need queueing (or dropping) are handled in one critical
             // section; the lock is let go only to run a callback.
             let next = self.with(|st, fx| {
-                was_up.get_or_insert(st.phase == Phase::Up);
+                was_up.get_or_insert(matches!(st.phase, Phase::Up));
                 loop {
                     match self.rx_step(st, fx) {
                         Ok(Next::Again) if n + 1 < budget => n += 1,
@@ -1257,7 +1257,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         st: &mut State<'r, N, EPTS>,
         fx: &mut Effects,
     ) -> Result<Option<TxInfo>, Error> {
-        if st.phase != Phase::Up {
+        if !matches!(st.phase, Phase::Up) {
             return Err(Self::phase_error(st.phase));
         }
         let epoch = st.epoch;
@@ -1489,8 +1489,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         self.platform
             .cache_clean(self.region.base_addr() + t.offset, HEADER_LEN + len);
         self.with(|st, fx| -> Result<(), Error> {
-            if st.phase != Phase::Up || st.epoch != t.epoch {
-                return Err(Self::phase_error(if st.phase == Phase::Up {
+            if !matches!(st.phase, Phase::Up) || st.epoch != t.epoch {
+                return Err(Self::phase_error(if matches!(st.phase, Phase::Up) {
                     Phase::Down
                 } else {
                     st.phase
@@ -1584,7 +1584,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             if matches!(st.phase, Phase::Down | Phase::Broken(_)) {
                 return Err(Self::phase_error(st.phase));
             }
-            if cfg.announce && st.phase == Phase::Up && !st.ns {
+            if cfg.announce && matches!(st.phase, Phase::Up) && !st.ns {
                 return Err(Error::NsUnavailable);
             }
             let taken = |st: &State<'r, N, EPTS>, a: u32| {
@@ -1672,7 +1672,11 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             let owed = self
                 .with(|st, _| {
                     let s = st.slots.get(i)?;
-                    (st.phase == Phase::Up && st.ns && s.in_use && s.announce && !s.announced)
+                    (matches!(st.phase, Phase::Up)
+                        && st.ns
+                        && s.in_use
+                        && s.announce
+                        && !s.announced)
                         .then_some((s.addr, s.name, s.generation))
                 })
                 .ok()
@@ -1810,7 +1814,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             let owed = self
                 .with(|st, _| {
                     let s = st.slots.get(i)?;
-                    (st.phase == Phase::Up && s.in_use && s.announced).then_some((s.addr, s.name))
+                    (matches!(st.phase, Phase::Up) && s.in_use && s.announced)
+                        .then_some((s.addr, s.name))
                 })
                 .ok()
                 .flatten();
@@ -2209,7 +2214,7 @@ impl<P: Platform, E: Environment, const N: usize, const EPTS: usize> LinkCore
                 guard += 1;
             }
             let s = &mut st.slots[i];
-            let out = (s.announced && st.phase == Phase::Up, s.addr, s.name);
+            let out = (s.announced && matches!(st.phase, Phase::Up), s.addr, s.name);
             *s = Slot {
                 generation: s.generation,
                 ..Slot::EMPTY
