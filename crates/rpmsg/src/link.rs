@@ -1991,17 +1991,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
 
     /// Async building block: a free transmit buffer, or `cx`'s waker registered.
     pub(crate) fn poll_alloc(&self, cx: &mut Context<'_>) -> Poll<Result<TxInfo, Error>> {
-        match self.with(|st, fx| {
-            let r = self.try_alloc(st, fx);
-            if matches!(r, Ok(None)) {
-                st.wakers.register(cx.waker());
-            }
-            r
-        }) {
-            Ok(Ok(Some(t))) => Poll::Ready(Ok(t)),
-            Ok(Ok(None)) => Poll::Pending,
-            Ok(Err(e)) | Err(e) => Poll::Ready(Err(e)),
-        }
+        self.poll_locked(cx, |st, fx| self.try_alloc(st, fx))
     }
 
     /// Async building block: the head of an endpoint's queue, or `cx`'s waker registered.
@@ -2015,14 +2005,26 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         if let Err(e) = self.poll() {
             return Poll::Ready(Err(e));
         }
+        self.poll_locked(cx, |st, fx| {
+            self.recv_locked(st, fx, slot, generation, max_len)
+        })
+    }
+
+    /// Runs `attempt` under the lock and registers `cx`'s waker in the same critical section
+    /// when it finds nothing, so no wake-up can fall between the look and the registration.
+    fn poll_locked<T>(
+        &self,
+        cx: &mut Context<'_>,
+        attempt: impl FnOnce(&mut State<'r, N, EPTS>, &mut Effects) -> Result<Option<T>, Error>,
+    ) -> Poll<Result<T, Error>> {
         match self.with(|st, fx| {
-            let r = self.recv_locked(st, fx, slot, generation, max_len);
+            let r = attempt(st, fx);
             if matches!(r, Ok(None)) {
                 st.wakers.register(cx.waker());
             }
             r
         }) {
-            Ok(Ok(Some(m))) => Poll::Ready(Ok(m)),
+            Ok(Ok(Some(t))) => Poll::Ready(Ok(t)),
             Ok(Ok(None)) => Poll::Pending,
             Ok(Err(e)) | Err(e) => Poll::Ready(Err(e)),
         }

@@ -100,19 +100,7 @@ impl<'r> SharedRegion<'r> {
     /// [`AccessError`] if `mem` is not aligned to [`REGION_ALIGN`] bytes.
     pub fn from_slice(mem: &'r mut [u8]) -> Result<Self, AccessError> {
         let len = mem.len();
-        let ptr = core::ptr::NonNull::from(mem).cast::<u8>();
-        if ptr.as_ptr().align_offset(REGION_ALIGN) != 0 {
-            return Err(AccessError {
-                offset: 0,
-                len,
-                region_len: len,
-            });
-        }
-        Ok(Self {
-            base: ptr,
-            _life: core::marker::PhantomData,
-            len,
-        })
+        Self::aligned(core::ptr::NonNull::from(mem).cast::<u8>(), len)
     }
 
     /// Wraps a slice of atomics: memory that other contexts may already share, such as a
@@ -122,22 +110,10 @@ impl<'r> SharedRegion<'r> {
     ///
     /// [`AccessError`] if the slice is not aligned to [`REGION_ALIGN`] bytes.
     pub fn from_atomics(cells: &'r [AtomicU8]) -> Result<Self, AccessError> {
-        let len = cells.len();
-        let ptr = core::ptr::NonNull::from(cells).cast::<u8>();
-        if ptr.as_ptr().align_offset(REGION_ALIGN) != 0 {
-            return Err(AccessError {
-                offset: 0,
-                len,
-                region_len: len,
-            });
-        }
         // Every access this module makes is atomic, exactly what `&[AtomicU8]` already allows
         // others to do concurrently, so sharing the bytes this way adds nothing unsound.
-        Ok(Self {
-            base: ptr,
-            _life: core::marker::PhantomData,
-            len,
-        })
+        let len = cells.len();
+        Self::aligned(core::ptr::NonNull::from(cells).cast::<u8>(), len)
     }
 
     /// Wraps memory this program does not own as a Rust object: a mapping of a shared file, a
@@ -153,14 +129,18 @@ impl<'r> SharedRegion<'r> {
     /// this program may hold a Rust reference (`&`/`&mut`) into it during `'r`; other processes
     /// and cores may write it at any time.
     pub unsafe fn from_raw(base: *mut u8, len: usize) -> Result<Self, AccessError> {
-        let Some(ptr) = core::ptr::NonNull::new(base) else {
-            return Err(AccessError {
-                offset: 0,
-                len,
-                region_len: len,
-            });
+        let err = AccessError {
+            offset: 0,
+            len,
+            region_len: len,
         };
-        if base.align_offset(REGION_ALIGN) != 0 {
+        Self::aligned(core::ptr::NonNull::new(base).ok_or(err)?, len)
+    }
+
+    /// The handle over `len` bytes at `ptr`, refused unless `ptr` is [`REGION_ALIGN`]-aligned.
+    /// Each caller's contract makes the memory valid and reference-free for `'r`.
+    fn aligned(ptr: core::ptr::NonNull<u8>, len: usize) -> Result<Self, AccessError> {
+        if ptr.as_ptr().align_offset(REGION_ALIGN) != 0 {
             return Err(AccessError {
                 offset: 0,
                 len,
