@@ -5,7 +5,11 @@
 //! * `rpmsg echo` (alias `remote`) serves an echo endpoint, `rpmsg ping` makes round trips
 //!   against it; either may be the driver or the device, in either layout;
 //! * `rpmsg bench` measures latency and throughput against raw shared-memory baselines
-//!   measured in the same run.
+//!   measured in the same run;
+//! * `rpmsg dev` drives the Linux kernel's rpmsg character devices (`/dev/rpmsg_ctrlN`,
+//!   `/dev/rpmsgN`): list, create, destroy, send, recv, ping;
+//! * `rpmsg vhost-user --socket PATH` serves our device role to the Linux kernel's rpmsg stack
+//!   (User-Mode Linux's `virtio_uml`) as a vhost-user back-end, with echo endpoints.
 //!
 //! Exit status: 0 on success, 1 when the link or the other process failed, 2 for bad
 //! arguments or a missing, foreign or too-small shared-memory file.
@@ -15,8 +19,10 @@
 mod bench;
 mod common;
 mod demo;
+mod dev;
 mod echo;
 mod plot;
+mod vhost;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -41,6 +47,12 @@ enum Command {
     Ping(echo::PingArgs),
     /// Latency and throughput against raw shared-memory baselines measured in the same run.
     Bench(bench::BenchArgs),
+    /// The Linux kernel's rpmsg devices (/dev/rpmsg_ctrlN, /dev/rpmsgN): list, create, destroy,
+    /// send, recv, ping.
+    Dev(dev::DevArgs),
+    /// Our device role as a vhost-user back-end for the Linux kernel's rpmsg (User-Mode Linux's
+    /// virtio_uml): echo endpoints rpmsg-raw and rpmsg-tty.
+    VhostUser(vhost::VhostArgs),
     /// The demo's remote side (started by `rpmsg demo`).
     #[command(hide = true)]
     DemoRemote(common::LinkArgs),
@@ -56,6 +68,8 @@ fn main() -> ExitCode {
         Command::Echo(a) => echo::echo(a),
         Command::Ping(a) => echo::ping(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Dev(a) => dev::dev(a),
+        Command::VhostUser(a) => vhost::vhost_user(a),
         Command::DemoRemote(a) => demo::demo_remote(a),
         Command::BenchPeer(a) => bench::peer(a),
     };

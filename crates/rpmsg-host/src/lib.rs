@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
+pub mod chardev;
 pub mod doorbell;
 pub mod error;
 pub mod file;
@@ -10,7 +11,9 @@ pub mod raw;
 pub mod service;
 pub mod session;
 mod sys;
+pub mod vhost_user;
 
+pub use chardev::{Ctrl, DevError, Endpoint, EndpointInfo, Sysfs};
 pub use doorbell::{DoorbellMode, DoorbellSocket, Side};
 pub use error::HostError;
 pub use file::{SharedFile, SideState};

@@ -1,7 +1,7 @@
 //! The one module with `unsafe`: mapping a shared file, wrapping it into a
 //! [`SharedRegion`], the few raw accesses outside that region (the host block's atomic words
-//! and the baseline ring's slot copies), and the link lock ([`HostRawMutex`], whose trait is
-//! `unsafe`).
+//! and the baseline ring's slot copies), the link lock ([`HostRawMutex`], whose trait is
+//! `unsafe`), and the ioctls of the kernel's rpmsg character devices (for `chardev`).
 //!
 //! # Contract
 //!
@@ -49,6 +49,16 @@ impl Mapping {
     ///
     /// The `mmap` error; `InvalidInput` for a zero length.
     pub(crate) fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
+        Self::map_at(fd, 0, len)
+    }
+
+    /// Maps `len` bytes of `fd` from file offset `offset` (a multiple of the page size) shared,
+    /// read and write.
+    ///
+    /// # Errors
+    ///
+    /// The `mmap` error (`EINVAL` for an unaligned offset); `InvalidInput` for a zero length.
+    pub(crate) fn map_at(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Self> {
         if len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -64,7 +74,7 @@ impl Mapping {
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::SHARED,
                 fd,
-                0,
+                offset,
             )
         }?;
         let base = NonNull::new(p.cast::<u8>())
@@ -153,6 +163,70 @@ impl Drop for Mapping {
     }
 }
 
+impl Mapping {
+    /// Maps several file ranges `(fd, file offset, len)` side by side in one address range
+    /// (the vhost-user back-end's guest memory regions): each starts at a page boundary, and
+    /// the start of each (from the mapping's base) is returned with the mapping. The gaps
+    /// after a segment whose length is not a page multiple stay inaccessible. File offsets must
+    /// be page multiples.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for no segment, a zero length or a total that overflows; the `mmap` error.
+    pub(crate) fn map_segments(
+        segs: &[(BorrowedFd<'_>, u64, usize)],
+    ) -> io::Result<(Self, Vec<usize>)> {
+        let invalid = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m.to_string());
+        let page = rustix::param::page_size();
+        let mut starts = Vec::with_capacity(segs.len());
+        let mut total = 0usize;
+        for &(_, _, len) in segs {
+            if len == 0 {
+                return Err(invalid("cannot map zero bytes"));
+            }
+            starts.push(total);
+            total = len
+                .checked_next_multiple_of(page)
+                .and_then(|l| total.checked_add(l))
+                .ok_or_else(|| invalid("segments too large"))?;
+        }
+        if total == 0 {
+            return Err(invalid("no segment to map"));
+        }
+        // SAFETY: a fresh inaccessible reservation at an address the kernel picks (null hint)
+        // cannot overlap memory Rust already uses.
+        let p = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                total,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }?;
+        let base = NonNull::new(p.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned a null address"))?;
+        // From here on, dropping `this` unmaps the whole range, whatever fails below.
+        let this = Self { base, len: total };
+        for (&(fd, offset, len), &start) in segs.iter().zip(&starts) {
+            // SAFETY: `start + len <= total` (computed above), so the target lies inside our own
+            // reservation, which nothing else uses and to which no reference exists (module
+            // contract); MAP_FIXED only replaces those reserved pages. `fd` is a valid open file
+            // for the duration of the call.
+            unsafe {
+                rustix::mm::mmap(
+                    this.base.as_ptr().add(start).cast(),
+                    len,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    MapFlags::SHARED | MapFlags::FIXED,
+                    fd,
+                    offset,
+                )
+            }?;
+        }
+        Ok((this, starts))
+    }
+}
+
 /// The lock around one link's bookkeeping ([`HostEnv`](crate::HostEnv)'s `RawMutex`): one
 /// word per link, taken with a compare-and-swap and released with a store.
 ///
@@ -224,6 +298,105 @@ unsafe impl RawMutex for HostRawMutex {
         f()
     }
 }
+
+// =============================================================================================
+// rpmsg character devices: the ioctls of /dev/rpmsg_ctrlN and /dev/rpmsgN (used by `chardev`).
+//
+// The kernel side is drivers/rpmsg/rpmsg_ctrl.c and rpmsg_char.c; the numbers and the 40-byte
+// `struct rpmsg_endpoint_info` are in include/uapi/linux/rpmsg.h and `chardev`'s constants. This
+// section stays self-contained (placed before the test module only because clippy's
+// `items_after_test_module` forbids items after it).
+// =============================================================================================
+
+/// The three `rpmsg_ctrl` ioctls that take a `struct rpmsg_endpoint_info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InfoIoctl {
+    /// `RPMSG_CREATE_EPT_IOCTL`: a new endpoint device under the control device.
+    CreateEndpoint,
+    /// `RPMSG_CREATE_DEV_IOCTL`: a new local channel on the rpmsg bus.
+    CreateChannel,
+    /// `RPMSG_RELEASE_DEV_IOCTL`: remove a channel from the rpmsg bus.
+    ReleaseChannel,
+}
+
+/// Issues `which` on the control device `fd` with the encoded `struct rpmsg_endpoint_info`.
+///
+/// # Errors
+///
+/// The ioctl's errno (`ENOTTY` or `EINVAL` from a device that does not know it).
+pub(crate) fn rpmsg_info_ioctl(
+    fd: BorrowedFd<'_>,
+    which: InfoIoctl,
+    info: &crate::chardev::RawEndpointInfo,
+) -> io::Result<()> {
+    use crate::chardev::{
+        RPMSG_CREATE_DEV_IOCTL, RPMSG_CREATE_EPT_IOCTL, RPMSG_RELEASE_DEV_IOCTL, RawEndpointInfo,
+    };
+    use rustix::ioctl::{Updater, ioctl};
+    // A copy the kernel may read (and, were a foreign driver to misread the number, write):
+    // `Updater` passes it as a mutable pointer, so neither case can touch memory we still use.
+    let mut buf: RawEndpointInfo = *info;
+    // SAFETY: each opcode is the uapi's `_IOW(0xb5, n, struct rpmsg_endpoint_info)`, computed by
+    // rustix for this architecture from the size of `RawEndpointInfo`, which is exactly the
+    // 40-byte struct (32-byte name, then two native-endian u32; `chardev` tests the layout).
+    // `buf` is a live, exclusively borrowed 40-byte buffer for the whole call, which is all
+    // the kernel dereferences: `copy_from_user(&eptinfo, argp, sizeof(eptinfo))`. `fd` is a
+    // valid open descriptor for the call (a borrow); a device that does not implement the
+    // number fails with an errno and never reads past the 40 bytes the number encodes.
+    let r = unsafe {
+        match which {
+            InfoIoctl::CreateEndpoint => ioctl(
+                fd,
+                Updater::<{ RPMSG_CREATE_EPT_IOCTL }, RawEndpointInfo>::new(&mut buf),
+            ),
+            InfoIoctl::CreateChannel => ioctl(
+                fd,
+                Updater::<{ RPMSG_CREATE_DEV_IOCTL }, RawEndpointInfo>::new(&mut buf),
+            ),
+            InfoIoctl::ReleaseChannel => ioctl(
+                fd,
+                Updater::<{ RPMSG_RELEASE_DEV_IOCTL }, RawEndpointInfo>::new(&mut buf),
+            ),
+        }
+    };
+    r.map_err(io::Error::from)
+}
+
+/// `RPMSG_DESTROY_EPT_IOCTL` on an endpoint device: removes the endpoint and its device node.
+///
+/// # Errors
+///
+/// The ioctl's errno: `EINVAL` for a channel's default endpoint (or an unknown number).
+pub(crate) fn rpmsg_destroy_ept_ioctl(fd: BorrowedFd<'_>) -> io::Result<()> {
+    use crate::chardev::RPMSG_DESTROY_EPT_IOCTL;
+    use rustix::ioctl::{NoArg, ioctl};
+    // SAFETY: the opcode is the uapi's `_IO(0xb5, 0x2)`, which takes no argument: rustix passes a
+    // null pointer that no implementation of this number dereferences. `fd` is a valid open
+    // descriptor for the duration of the call.
+    let r = unsafe { ioctl(fd, NoArg::<{ RPMSG_DESTROY_EPT_IOCTL }>::new()) };
+    r.map_err(io::Error::from)
+}
+
+/// Registers an endpoint with tokio's reactor for readable and writable events.
+///
+/// # Errors
+///
+/// The registration's error (no runtime with IO enabled, or a descriptor epoll refuses).
+#[cfg(feature = "tokio")]
+pub(crate) fn register_endpoint(
+    ep: crate::chardev::Endpoint,
+) -> io::Result<tokio::io::unix::AsyncFd<crate::chardev::Endpoint>> {
+    use tokio::io::Interest;
+    use tokio::io::unix::AsyncFd;
+    // SAFETY: `Endpoint` owns its descriptor (an `OwnedFd` it never replaces or closes before
+    // it is dropped), and `as_raw_fd` always returns that descriptor; the `AsyncFd` owns the
+    // `Endpoint`, so the descriptor stays open and refers to the same file description until
+    // the `AsyncFd` is dropped or gives the `Endpoint` back with `into_inner`.
+    let r = unsafe { AsyncFd::register_with_interest(ep, Interest::READABLE | Interest::WRITABLE) };
+    r.map_err(|e| e.into_parts().1)
+}
+
+// ================================ end of the rpmsg character devices ========================
 
 #[cfg(test)]
 mod tests {
