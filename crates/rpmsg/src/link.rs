@@ -288,6 +288,8 @@ enum Next<'r> {
     Again,
     Callback(&'r dyn RxHandler, RxInfo),
     Ns(&'r dyn NsHandler, Announcement),
+    /// An announcement that bound or unbound the local endpoint at the address given.
+    NsBound(&'r dyn NsHandler, Announcement, u32),
 }
 
 /// One rpmsg connection to one peer.
@@ -911,6 +913,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     self.dispatching.fetch_sub(1, Ordering::Relaxed);
                 }
                 Next::Ns(h, a) => h.on_announcement(&a),
+                Next::NsBound(h, a, local) => h.on_bound(&a, local),
             }
             n += 1;
         }
@@ -1146,7 +1149,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         } else {
             NsKind::Create
         };
-        let mut bound = false;
+        let mut bound = None;
         for s in st
             .slots
             .iter_mut()
@@ -1155,11 +1158,11 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             match kind {
                 NsKind::Create if s.dst == RPMSG_ADDR_ANY => {
                     s.dst = ns.addr;
-                    bound = true;
+                    bound = bound.or(Some(s.addr));
                 }
                 NsKind::Destroy if s.dst == ns.addr => {
                     s.dst = RPMSG_ADDR_ANY;
-                    bound = true;
+                    bound = bound.or(Some(s.addr));
                 }
                 _ => {}
             }
@@ -1190,16 +1193,15 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 }
             }
         }
-        match st.ns_handler {
-            Some(h) if !bound => Next::Ns(
-                h,
-                Announcement {
-                    name: ns.name,
-                    addr: ns.addr,
-                    kind,
-                },
-            ),
-            _ => Next::Again,
+        let a = Announcement {
+            name: ns.name,
+            addr: ns.addr,
+            kind,
+        };
+        match (st.ns_handler, bound) {
+            (Some(h), None) => Next::Ns(h, a),
+            (Some(h), Some(local)) => Next::NsBound(h, a, local),
+            (None, _) => Next::Again,
         }
     }
 

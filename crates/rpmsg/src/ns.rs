@@ -41,6 +41,13 @@ pub struct Announcement {
 pub trait NsHandler: Sync {
     /// One announcement.
     fn on_announcement(&self, a: &Announcement);
+
+    /// An announcement that a local endpoint took instead (a create bound the endpoint at
+    /// `local`, which waited for that name; a destroy unbound it). Only for observing, such
+    /// as logging what the peer announced; nothing to do by default.
+    fn on_bound(&self, a: &Announcement, local: u32) {
+        let _ = (a, local);
+    }
 }
 
 impl<F: Fn(&Announcement) + Sync> NsHandler for F {

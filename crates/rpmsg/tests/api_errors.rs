@@ -246,3 +246,77 @@ fn binds_by_name_to_a_service_announced_before_the_endpoint_existed() {
         .unwrap();
     assert_eq!(later.dst().unwrap(), None);
 }
+
+#[test]
+fn ns_handler_sees_bound_announcements_through_on_bound() {
+    use rpmsg::{Announcement, NsHandler, NsKind};
+    use std::sync::Mutex;
+
+    /// `(name, addr, kind, Some(local) when an endpoint took it)`.
+    type Seen = (String, u32, NsKind, Option<u32>);
+    /// Records every call.
+    #[derive(Default)]
+    struct Log(Mutex<Vec<Seen>>);
+    impl NsHandler for Log {
+        fn on_announcement(&self, a: &Announcement) {
+            let name = a.name.as_str().unwrap_or("?").to_owned();
+            self.0.lock().unwrap().push((name, a.addr, a.kind, None));
+        }
+        fn on_bound(&self, a: &Announcement, local: u32) {
+            let name = a.name.as_str().unwrap_or("?").to_owned();
+            self.0
+                .lock()
+                .unwrap()
+                .push((name, a.addr, a.kind, Some(local)));
+        }
+    }
+
+    let lite = LiteConfig::new(4, 496, 16);
+    let mut mem = TestMemory::new(lite.region_len());
+    let r = mem.region();
+    let new = |role| -> TestLink<'_, 4> {
+        Link::new(
+            r,
+            Loopback::new(r),
+            TestEnv::new(),
+            Config::lite(role, lite),
+        )
+        .unwrap()
+    };
+    let (drv, dev) = (new(Role::Driver), new(Role::Device));
+    let log = Log::default();
+    dev.set_ns_handler(&log).unwrap();
+    let waiting = dev
+        .create_endpoint(EndpointConfig::new().addr(0x41).name("svc").unwrap())
+        .unwrap();
+    dev.start().unwrap();
+    drv.start().unwrap();
+    dev.wait_link_up(Timeout::Forever).unwrap();
+    let announce = |addr, name| {
+        drv.create_endpoint(
+            EndpointConfig::new()
+                .addr(addr)
+                .name(name)
+                .unwrap()
+                .announce(true),
+        )
+        .unwrap()
+    };
+    let svc = announce(0x500, "svc");
+    let other = announce(0x501, "other");
+    while dev.poll().unwrap() > 0 {}
+    assert_eq!(waiting.dst().unwrap(), Some(0x500));
+    svc.destroy().unwrap();
+    other.destroy().unwrap();
+    while dev.poll().unwrap() > 0 {}
+    assert_eq!(waiting.dst().unwrap(), None);
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        [
+            ("svc".into(), 0x500, NsKind::Create, Some(0x41)),
+            ("other".into(), 0x501, NsKind::Create, None),
+            ("svc".into(), 0x500, NsKind::Destroy, Some(0x41)),
+            ("other".into(), 0x501, NsKind::Destroy, None),
+        ]
+    );
+}

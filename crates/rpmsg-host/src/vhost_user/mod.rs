@@ -626,6 +626,12 @@ impl NsHandler for NsForward {
             f(&Event::Ns(*a));
         }
     }
+
+    /// An announcement one of the application's endpoints took (same name, no destination
+    /// yet) is still what the driver announced: report it the same way.
+    fn on_bound(&self, a: &Announcement, _local: u32) {
+        self.on_announcement(a);
+    }
 }
 
 /// The resource table's memory: our own, aligned for [`SharedRegion::from_atomics`].
