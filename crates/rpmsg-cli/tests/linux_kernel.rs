@@ -498,3 +498,34 @@ pass
         }
     }
 }
+
+/// In-band notifications (`VHOST_USER_PROTOCOL_F_INBAND_NOTIFICATIONS`): no kick or call
+/// descriptors, the kernel sends `VRING_KICK` messages on the socket and we answer with
+/// `SLAVE_VRING_CALL` on the back-end channel; name service and 2,000 round trips still work.
+#[test]
+#[ignore = "needs the UML kernel (uml/build-kernel.sh); .ci/run runs them"]
+fn in_band_notifications() {
+    let scratch = Scratch::new("inband");
+    let mut b = backend(&scratch, &["--inband"]);
+    let out = boot(
+        &scratch,
+        r#"
+wait_for /dev/rpmsg0
+rpmsg dev ping /dev/rpmsg0 --count 2000 --size 32 --timeout 5000 --json > /tmp/ping.json || fail "ping: $(cat /tmp/ping.json)"
+echo "INBAND-JSON $(cat /tmp/ping.json)"
+pass
+"#,
+    )
+    .run();
+    out.assert_pass();
+    out.assert_kernel_healthy();
+    let ping = guest_json(&out, "INBAND-JSON");
+    assert_eq!(ping["count"], 2000, "{ping}");
+    let log = b.log();
+    assert!(
+        log.contains("protocol features 0x4228"),
+        "in-band not negotiated:\n{log}"
+    );
+    let s = assert_clean_end(&mut b);
+    assert!(stat(&s, "echoed") >= 2000, "{s:?}");
+}
