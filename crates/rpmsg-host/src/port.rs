@@ -104,6 +104,18 @@ pub(crate) fn wake(s: &Session) {
     }
 }
 
+/// The core's clock reading: microseconds since `start`. `CLOCK_MONOTONIC` through glibc's
+/// vDSO (no system call), and u64 arithmetic rather than `as_micros`' u128.
+#[inline]
+pub(crate) fn micros_since(start: std::time::Instant) -> Instant {
+    let d = start.elapsed();
+    Instant(
+        d.as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(d.subsec_micros())),
+    )
+}
+
 /// The operating-system side of the port: clock, lock, wait and wake.
 #[derive(Debug)]
 pub struct HostEnv<'s> {
@@ -211,14 +223,7 @@ impl Environment for HostEnv<'_> {
 
     #[inline]
     fn now(&self) -> Instant {
-        // `CLOCK_MONOTONIC` through glibc's vDSO: no system call. u64 arithmetic, not
-        // `as_micros`' u128.
-        let d = self.start.elapsed();
-        Instant(
-            d.as_secs()
-                .saturating_mul(1_000_000)
-                .saturating_add(u64::from(d.subsec_micros())),
-        )
+        micros_since(self.start)
     }
 
     fn wait(&self, deadline: Option<Instant>) {

@@ -529,12 +529,7 @@ impl Environment for VhostEnv {
     type RawMutex = HostRawMutex;
 
     fn now(&self) -> Instant {
-        let d = self.start.elapsed();
-        Instant(
-            d.as_secs()
-                .saturating_mul(1_000_000)
-                .saturating_add(u64::from(d.subsec_micros())),
-        )
+        crate::port::micros_since(self.start)
     }
 
     fn wait(&self, deadline: Option<Instant>) {
