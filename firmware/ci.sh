@@ -20,8 +20,9 @@ readelf=$(command -v llvm-readelf || command -v arm-none-eabi-readelf || command
 step "cargo fmt --check"
 cargo fmt -- --check
 
-step "cargo clippy"
+step "cargo clippy (default: every role and layout; and the size benchmark's device + Lite only)"
 cargo clippy --release --all-targets -- -D warnings
+cargo clippy --release --all-targets --no-default-features -- -D warnings
 
 step "build (release profile: opt-level z, lto)"
 cargo build --release --bins

@@ -2,7 +2,9 @@
 # Footprint of rpmsg on a Cortex-M4 against RPMsg-Lite's.
 #
 # Builds the minimal remote (`size-remote`: init, one callback endpoint, send, receive) and an
-# empty cortex-m-rt firmware (`size-empty`) with the release profile of this workspace
+# empty cortex-m-rt firmware (`size-empty`) without this package's default `full` feature, so the
+# core has only the device role and RPMsg-Lite's layout (its `role-device` and `layout-lite`
+# features; the build-time choice RPMsg-Lite makes), with the release profile of this workspace
 # (opt-level "z", lto, codegen-units 1, panic abort), and prints flash (text + data) and static
 # RAM (data + bss) of each, their difference (what rpmsg costs), and the RPMsg-Lite anchor:
 # static API, GCC 12 -Os, Cortex-M4, 2,648 B flash and 424 B RAM, measured the same way (an
@@ -29,7 +31,7 @@ if [ -z "$size_tool" ]; then
     exit 2
 fi
 
-cargo build --release --quiet --bin size-remote --bin size-empty
+cargo build --release --quiet --no-default-features --bin size-remote --bin size-empty
 
 # "text data bss" of an ELF, Berkeley format.
 tdb() { "$size_tool" "$1" | awk 'NR == 2 { print $1, $2, $3 }'; }

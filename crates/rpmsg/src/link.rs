@@ -26,6 +26,14 @@
 //! endpoints, resets the status byte on the driver side, and from then on every call is
 //! [`Error::LinkDown`].
 //!
+//! # Roles and layouts at build time
+//!
+//! Each role and each layout is a Cargo feature, all on by default: `role-driver`,
+//! `role-device`, `layout-lite`, `layout-rsc-table`. A firmware that only ever plays one part
+//! (an RPMsg-Lite remote: `default-features = false, features = ["role-device", "layout-lite"]`)
+//! leaves the code of the others out of its image. A [`Config`] that asks for a role or layout
+//! compiled out is refused by [`Link::new`] with an [`Error::Config`] naming the feature.
+//!
 //! # Driving it
 //!
 //! Call [`Link::handle_notify`] from the doorbell interrupt (or thread), or [`Link::poll`] in a
@@ -119,6 +127,29 @@ impl Config {
     pub const fn rsc_table(role: Role, rsc: RscConfig) -> Self {
         Self::new(role, LayoutConfig::RscTable(rsc))
     }
+
+    /// Which Cargo feature this configuration needs and this build lacks, as the reason
+    /// [`Link::new`] gives.
+    const fn missing_feature(&self) -> Option<&'static str> {
+        match self.role {
+            Role::Driver if !cfg!(feature = "role-driver") => {
+                return Some("Role::Driver is compiled out: enable rpmsg's `role-driver` feature");
+            }
+            Role::Device if !cfg!(feature = "role-device") => {
+                return Some("Role::Device is compiled out: enable rpmsg's `role-device` feature");
+            }
+            _ => {}
+        }
+        match self.layout {
+            LayoutConfig::Lite(_) if !cfg!(feature = "layout-lite") => {
+                Some("LayoutConfig::Lite is compiled out: enable rpmsg's `layout-lite` feature")
+            }
+            LayoutConfig::RscTable(_) if !cfg!(feature = "layout-rsc-table") => Some(
+                "LayoutConfig::RscTable is compiled out: enable rpmsg's `layout-rsc-table` feature",
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// Counters of what happened on a link. Every message dropped shows up here.
@@ -194,6 +225,7 @@ impl RxMeta {
     };
 }
 
+#[cfg(feature = "role-driver")]
 #[derive(Debug, Clone, Copy)]
 struct Pool {
     offset: usize,
@@ -201,6 +233,7 @@ struct Pool {
     count: u16,
 }
 
+#[cfg(feature = "role-driver")]
 impl Pool {
     fn buffer(&self, id: u16) -> usize {
         // id < count <= 32768 and the pool was checked to fit in the region at set-up.
@@ -208,14 +241,17 @@ impl Pool {
     }
 }
 
+/// The rings as our role sees them (a variant per role compiled in).
 enum Queues<const N: usize> {
     None,
+    #[cfg(feature = "role-driver")]
     Driver {
         rx: DriverQueue<N>,
         tx: DriverQueue<N>,
         rx_pool: Pool,
         tx_pool: Pool,
     },
+    #[cfg(feature = "role-device")]
     Device {
         rx: DeviceQueue<N>,
         tx: DeviceQueue<N>,
@@ -258,6 +294,7 @@ struct State<'r, const N: usize, const EPTS: usize> {
     epoch: u32,
     ns: bool,
     notify_ids: [u32; 2],
+    #[cfg(feature = "layout-rsc-table")]
     vdev: Option<VdevInfo>,
     queues: Queues<N>,
     rx_meta: [RxMeta; N],
@@ -330,8 +367,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the layout does not fit the region, a ring is larger than `N`, or
-    /// `EPTS` exceeds 255.
+    /// [`Error::Config`] when the layout does not fit the region, a ring is larger than `N`,
+    /// `EPTS` exceeds 255, or `cfg` asks for a role or layout whose Cargo feature is off.
     pub fn new(region: SharedRegion<'r>, platform: P, env: E, cfg: Config) -> Result<Self, Error> {
         Self::new_with_table(region, region, platform, env, cfg)
     }
@@ -355,6 +392,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             return Err(Error::Config(
                 "EPTS must be at most 255 and N between 1 and 32768",
             ));
+        }
+        if let Some(feature) = cfg.missing_feature() {
+            return Err(Error::Config(feature));
         }
         match cfg.layout {
             LayoutConfig::Lite(l) => {
@@ -390,6 +430,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 epoch: 0,
                 ns: false,
                 notify_ids: [0, 1],
+                #[cfg(feature = "layout-rsc-table")]
                 vdev: None,
                 queues: Queues::None,
                 rx_meta: [RxMeta::EMPTY; N],
@@ -541,6 +582,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             Phase::Waiting | Phase::Up | Phase::Reset => return Ok(()),
         }
         match (self.cfg.role, self.cfg.layout) {
+            #[cfg(all(feature = "role-driver", feature = "layout-lite"))]
             (Role::Driver, LayoutConfig::Lite(l)) => {
                 let layout = l.validate(self.region.len())?;
                 let (o0, o1, _) = l.offsets();
@@ -560,7 +602,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 st.notify_ids = [l.link_id << 1, (l.link_id << 1) | 1];
                 st.ns = self.cfg.name_service;
                 self.driver_setup(st, rings, pools)?;
+                Self::driver_up(st, fx);
+                Ok(())
             }
+            #[cfg(all(feature = "role-driver", feature = "layout-rsc-table"))]
             (Role::Driver, LayoutConfig::RscTable(r)) => {
                 let vdev = r.read_vdev(&self.table)?;
                 let status = r.vdev_field(&vdev, vdev_field::STATUS);
@@ -628,7 +673,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                         | VIRTIO_CONFIG_S_DRIVER
                         | VIRTIO_CONFIG_S_DRIVER_OK,
                 )?;
+                Self::driver_up(st, fx);
+                Ok(())
             }
+            #[cfg(all(feature = "role-device", feature = "layout-lite"))]
             (Role::Device, LayoutConfig::Lite(l)) => {
                 let layout = l.validate(self.region.len())?;
                 let (o0, o1, _) = l.offsets();
@@ -642,29 +690,58 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                         .map_err(|_| Error::Config("vring larger than N"))?,
                 };
                 st.phase = Phase::Waiting;
-                self.check_device_up(st, fx)?;
-                return Ok(());
+                self.check_device_up(st, fx)
             }
+            #[cfg(all(feature = "role-device", feature = "layout-rsc-table"))]
             (Role::Device, LayoutConfig::RscTable(_)) => {
                 st.phase = Phase::Waiting;
-                self.check_device_up(st, fx)?;
-                return Ok(());
+                self.check_device_up(st, fx)
+            }
+            // `Link::new` refused this configuration already.
+            #[cfg(not(all(
+                feature = "role-driver",
+                feature = "role-device",
+                feature = "layout-lite",
+                feature = "layout-rsc-table"
+            )))]
+            _ => {
+                let _ = fx;
+                Err(Error::Config(
+                    self.cfg
+                        .missing_feature()
+                        .unwrap_or("role or layout compiled out"),
+                ))
             }
         }
+    }
+
+    /// Driver: the rings are laid out and the buffers posted; the link is up.
+    #[cfg(all(
+        feature = "role-driver",
+        any(feature = "layout-lite", feature = "layout-rsc-table")
+    ))]
+    fn driver_up(st: &mut State<'r, N, EPTS>, fx: &mut Effects) {
         st.phase = Phase::Up;
         st.stats.sessions = st.stats.sessions.wrapping_add(1);
         // "Driver ready": the first vring 0 kick is RPMsg-Lite's link-up signal and Linux's
         // post-DRIVER_OK kick; the device never sets NO_NOTIFY before link-up (wire.md 13 #4).
         fx.notify[0] = true;
         fx.wake = true;
-        Ok(())
     }
 
+    #[cfg(all(
+        any(feature = "role-driver", feature = "role-device"),
+        any(feature = "layout-lite", feature = "layout-rsc-table")
+    ))]
     fn vring(&self, offset: usize, layout: VringLayout) -> Result<Vring, Error> {
         Vring::new(&self.region, offset, layout)
             .map_err(|_| Error::Config("a vring lies outside the shared region or is misaligned"))
     }
 
+    #[cfg(all(
+        feature = "role-driver",
+        any(feature = "layout-lite", feature = "layout-rsc-table")
+    ))]
     fn driver_setup(
         &self,
         st: &mut State<'r, N, EPTS>,
@@ -729,6 +806,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             return Ok(());
         }
         match self.cfg.layout {
+            #[cfg(all(feature = "role-device", feature = "layout-lite"))]
             LayoutConfig::Lite(_) => {
                 if !matches!(st.phase, Phase::Waiting) {
                     return Ok(());
@@ -745,6 +823,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     fx.wake = true;
                 }
             }
+            #[cfg(all(feature = "role-device", feature = "layout-rsc-table"))]
             LayoutConfig::RscTable(r) => {
                 let status_at = match st.vdev {
                     Some(v) => r.vdev_field(&v, vdev_field::STATUS),
@@ -787,11 +866,21 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     _ => {}
                 }
             }
+            // A device link of a layout compiled out is never built.
+            #[cfg(not(all(
+                feature = "role-device",
+                feature = "layout-lite",
+                feature = "layout-rsc-table"
+            )))]
+            _ => {
+                let _ = (st, fx);
+            }
         }
         Ok(())
     }
 
     /// Device, resource table: takes the vrings the driver placed and the features it chose.
+    #[cfg(all(feature = "role-device", feature = "layout-rsc-table"))]
     fn attach_device_rsc(&self, st: &mut State<'r, N, EPTS>, r: &RscConfig) -> Result<(), Error> {
         let v = r.read_vdev(&self.table)?;
         let mut rings = [None, None];
@@ -938,8 +1027,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         }
         let base = self.region.base_addr();
         // Take one buffer from the peer: (id, buffer offset, bytes usable, length to return).
-        let (id, buf, cap, ret_len) = match &mut st.queues {
+        let (id, buf, cap, ret_len): (u16, usize, u32, u32) = match &mut st.queues {
             Queues::None => return Ok(Next::Idle),
+            #[cfg(feature = "role-driver")]
             Queues::Driver { rx, rx_pool, .. } => {
                 let (o, l) = rx.ring().used_range();
                 self.platform.cache_invalidate(base + o, l);
@@ -967,6 +1057,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     }
                 }
             }
+            #[cfg(feature = "role-device")]
             Queues::Device { rx, .. } => {
                 let (o, l) = rx.ring().avail_range();
                 self.platform.cache_invalidate(base + o, l);
@@ -1205,6 +1296,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         }
     }
 
+    #[cfg(feature = "role-device")]
     fn device_notify(&self, q: &DeviceQueue<N>, which: usize, fx: &mut Effects) {
         let (o, l) = q.ring().used_range();
         self.platform.cache_clean(self.region.base_addr() + o, l);
@@ -1215,6 +1307,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     }
 
     /// Gives a receive buffer back to the peer.
+    #[cfg_attr(not(feature = "role-device"), allow(unused_variables))]
     fn return_rx(
         &self,
         st: &mut State<'r, N, EPTS>,
@@ -1227,6 +1320,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         }
         match &mut st.queues {
             Queues::None => Ok(()),
+            #[cfg(feature = "role-driver")]
             Queues::Driver { rx, rx_pool, .. } => {
                 let addr = self
                     .platform
@@ -1244,6 +1338,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 }
                 Ok(())
             }
+            #[cfg(feature = "role-device")]
             Queues::Device { rx, .. } => {
                 // used.len = desc.len satisfies every reader (wire.md 4.5).
                 rx.push_used(&self.region, id, ret_len)?;
@@ -1264,14 +1359,16 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         }
         let epoch = st.epoch;
         let base = self.region.base_addr();
+        #[cfg(feature = "role-device")]
         let rings = match &st.queues {
             Queues::Device { rx, tx } => [rx.ring(), tx.ring()].map(|r| (r.base, r.layout.size)),
-            Queues::None | Queues::Driver { .. } => [(0, 0); 2],
+            _ => [(0, 0); 2],
         };
         // Bounded: each round consumes one ring entry, and a ring holds at most N.
         for _ in 0..=N {
             match &mut st.queues {
                 Queues::None => return Err(Error::NotReady),
+                #[cfg(feature = "role-driver")]
                 Queues::Driver { tx, tx_pool, .. } => {
                     let pool = *tx_pool;
                     if st.nfree > 0 {
@@ -1303,6 +1400,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                         Err(v) => Self::violation(&mut st.stats, v),
                     }
                 }
+                #[cfg(feature = "role-device")]
                 Queues::Device { tx, .. } => {
                     if st.nfree > 0 {
                         st.nfree -= 1;
@@ -1368,6 +1466,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     /// A peer buffer of `len` bytes at `addr` that can hold a header: its region offset.
     /// Refuses a buffer that overlaps `rings`: we are about to write into it, and a driver
     /// pointing it at the vrings would have us overwrite them.
+    #[cfg(feature = "role-device")]
     fn checked_buffer(&self, addr: u64, len: u32, rings: [(usize, usize); 2]) -> Option<usize> {
         if (len as usize) < HEADER_LEN {
             return None;
@@ -1445,6 +1544,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         // Ask for tx-complete interrupts while we wait (Linux toggles vring 1's flag likewise).
         self.with(|st, _| {
             st.tx_waiters += 1;
+            #[cfg(feature = "role-driver")]
             if let Queues::Driver { tx, .. } = &st.queues {
                 // Clear, full fence, re-check: the returned buffers are then seen either by
                 // our next attempt or announced by the device's interrupt.
@@ -1459,6 +1559,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         );
         self.with(|st, _| {
             st.tx_waiters = st.tx_waiters.saturating_sub(1);
+            #[cfg(feature = "role-driver")]
             if st.tx_waiters == 0 {
                 if let Queues::Driver { tx, .. } = &st.queues {
                     let _ = tx.set_no_interrupt(&self.region, true);
@@ -1500,6 +1601,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             }
             match &mut st.queues {
                 Queues::None => return Err(Error::LinkDown),
+                #[cfg(feature = "role-driver")]
                 Queues::Driver { tx, tx_pool, .. } => {
                     let addr = self
                         .platform
@@ -1516,6 +1618,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                         fx.notify[1] = true;
                     }
                 }
+                #[cfg(feature = "role-device")]
                 Queues::Device { tx, .. } => {
                     tx.push_used(&self.region, t.id, t.desc_len)?;
                     self.device_notify(tx, 0, fx);
@@ -1832,7 +1935,12 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     .is_ok();
             }
         }
-        if destroyed && matches!(self.cfg.layout, LayoutConfig::RscTable(_)) {
+        // Driver, resource table: give the device time to take the DESTROYs before the reset.
+        #[cfg(all(feature = "role-driver", feature = "layout-rsc-table"))]
+        if destroyed
+            && self.cfg.role == Role::Driver
+            && matches!(self.cfg.layout, LayoutConfig::RscTable(_))
+        {
             let taken = || {
                 self.with(|st, _| match &st.queues {
                     Queues::Driver { tx, .. } => {
@@ -1840,7 +1948,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                         (r.used_idx(&self.region).ok() == r.avail_idx(&self.region).ok())
                             .then_some(())
                     }
-                    Queues::None | Queues::Device { .. } => Some(()),
+                    _ => Some(()),
                 })
             };
             let _ = self.wait_for(
@@ -1850,7 +1958,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 taken,
             );
         }
+        #[cfg(not(all(feature = "role-driver", feature = "layout-rsc-table")))]
+        let _ = destroyed;
         self.with(|st, fx| {
+            #[cfg(all(feature = "role-driver", feature = "layout-rsc-table"))]
             if let (Role::Driver, LayoutConfig::RscTable(r), Some(v)) =
                 (self.cfg.role, self.cfg.layout, st.vdev)
             {
@@ -2033,6 +2144,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     }
 }
 
+#[cfg(all(
+    feature = "layout-rsc-table",
+    any(feature = "role-driver", feature = "role-device")
+))]
 fn ring_layout(num: u32, align: u32) -> Result<VringLayout, Error> {
     let num = u16::try_from(num).map_err(|_| Error::Config("vring num above 32768"))?;
     VringLayout::new(num, align as usize).map_err(|_| Error::Config("vring num or align invalid"))

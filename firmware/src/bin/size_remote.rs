@@ -6,6 +6,10 @@
 //! Sized for that: a link of 2 descriptors and 1 endpoint kept in a `static` (as RPMsg-Lite's
 //! static context is), no formatting, a panic handler that halts, doorbells as a store to a
 //! mailbox word, a SysTick clock. It is built, never run: its peer would be another core.
+//!
+//! `size.sh` builds it without this package's default `full` feature, so the core has only its
+//! `role-device` and `layout-lite` features: the driver role and the resource-table layout are
+//! not compiled in, as an RPMsg-Lite remote leaves out what its configuration does not use.
 
 #![no_std]
 #![no_main]
