@@ -140,6 +140,12 @@ const SCENARIO_LIMIT: Duration = Duration::from_secs(90);
 const GUEST_HELPERS: &str = r#"
 # wait_for PATH: up to 10 s for PATH to exist (devtmpfs creates nodes asynchronously).
 wait_for() { i=0; while [ ! -e "$1" ]; do i=$((i+1)); [ $i -gt 200 ] && fail "no $1 after 10 s"; usleep 50000; done; }
+# ping_json COUNT SIZE: COUNT checked round trips of SIZE bytes through /dev/rpmsg0, each with a
+# 5 s timeout; prints the JSON summary after "PING-JSON" (read back by `ping_summary`).
+ping_json() {
+    rpmsg dev ping /dev/rpmsg0 --count "$1" --size "$2" --timeout 5000 --json > /tmp/ping.json || fail "ping: $(cat /tmp/ping.json)"
+    echo "PING-JSON $(cat /tmp/ping.json)"
+}
 "#;
 
 /// Starts `rpmsg vhost-user` on the scratch socket and waits until it listens.
@@ -198,13 +204,17 @@ fn assert_clean_end(b: &mut HostProcess) -> Stats {
     s
 }
 
-/// The `--json` line a guest command printed after `tag`.
-fn guest_json(out: &Outcome, tag: &str) -> serde_json::Value {
+/// The summary the guest's `ping_json` printed; checks that all `count` round trips were made.
+fn ping_summary(out: &Outcome, count: u64) -> serde_json::Value {
+    const TAG: &str = "PING-JSON";
     let line = out
-        .find(tag)
-        .unwrap_or_else(|| out.fail(&format!("no {tag} line")));
-    let json = line.text.split_once(tag).map_or("", |(_, j)| j).trim();
-    serde_json::from_str(json).unwrap_or_else(|e| out.fail(&format!("bad JSON after {tag}: {e}")))
+        .find(TAG)
+        .unwrap_or_else(|| out.fail(&format!("no {TAG} line")));
+    let json = line.text.split_once(TAG).map_or("", |(_, j)| j).trim();
+    let ping: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| out.fail(&format!("bad JSON after {TAG}: {e}")));
+    assert_eq!(ping["count"], count, "{ping}");
+    ping
 }
 
 /// One scenario: a fresh back-end (with `backend_args`), the kernel booted against it with
@@ -280,13 +290,11 @@ fn ten_thousand_round_trips_through_dev_rpmsg0() {
         &[],
         r#"
 wait_for /dev/rpmsg0
-rpmsg dev ping /dev/rpmsg0 --count 10000 --size 64 --timeout 5000 --json > /tmp/ping.json || fail "ping: $(cat /tmp/ping.json)"
-echo "PING-JSON $(cat /tmp/ping.json)"
+ping_json 10000 64
 pass
 "#,
     );
-    let ping = guest_json(&out, "PING-JSON");
-    assert_eq!(ping["count"], 10000, "{ping}");
+    let ping = ping_summary(&out, 10_000);
     let kernel_rate = ping["round_trips_per_second"].as_f64().unwrap_or(0.0);
     assert!(stat(&s, "echoed") >= 10_000, "{s:?}");
     assert!(
@@ -369,8 +377,7 @@ fn traffic_past_the_ring_index_wrap_both_ways() {
         &[],
         r#"
 wait_for /dev/rpmsg0
-rpmsg dev ping /dev/rpmsg0 --count 66000 --size 8 --timeout 5000 --json > /tmp/ping.json || fail "ping: $(cat /tmp/ping.json)"
-echo "WRAP-JSON $(cat /tmp/ping.json)"
+ping_json 66000 8
 for size in 1 15 16 17 255 256 495 496; do
     rpmsg dev ping /dev/rpmsg0 --count 3 --size $size --timeout 5000 > /tmp/p || fail "size $size after the wrap: $(cat /tmp/p)"
 done
@@ -378,8 +385,7 @@ pass
 "#,
         Duration::from_secs(600),
     );
-    let ping = guest_json(&out, "WRAP-JSON");
-    assert_eq!(ping["count"], 66000, "{ping}");
+    ping_summary(&out, 66_000);
     // Both directions passed index 65536: messages from the kernel (rx) and to it (tx).
     assert!(stat(&s, "rx") > 65_536 && stat(&s, "tx") > 65_536, "{s:?}");
 }
@@ -516,13 +522,11 @@ fn in_band_notifications() {
         &["--inband"],
         r#"
 wait_for /dev/rpmsg0
-rpmsg dev ping /dev/rpmsg0 --count 2000 --size 32 --timeout 5000 --json > /tmp/ping.json || fail "ping: $(cat /tmp/ping.json)"
-echo "INBAND-JSON $(cat /tmp/ping.json)"
+ping_json 2000 32
 pass
 "#,
     );
-    let ping = guest_json(&out, "INBAND-JSON");
-    assert_eq!(ping["count"], 2000, "{ping}");
+    ping_summary(&out, 2000);
     let log = b.log();
     assert!(
         log.contains("protocol features 0x4228"),
