@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Footprint of rpmsg on a Cortex-M4 against RPMsg-Lite's.
 #
-# Builds the minimal remote (`size-remote`: init, one callback endpoint, send, receive) and an
+# Builds the minimal remote (`size-remote`: init, one callback endpoint, send, receive, with
+# `rpmsg::compact::Remote`), the same user on the full `rpmsg::Link` (`size-remote-link`) and an
 # empty cortex-m-rt firmware (`size-empty`) without this package's default `full` feature, so the
 # core has only the device role and RPMsg-Lite's layout (its `role-device` and `layout-lite`
 # features; the build-time choice RPMsg-Lite makes), with the release profile of this workspace
@@ -31,32 +32,36 @@ if [ -z "$size_tool" ]; then
     exit 2
 fi
 
-cargo build --release --quiet --no-default-features --bin size-remote --bin size-empty
+cargo build --release --quiet --no-default-features --bin size-remote --bin size-remote-link \
+    --bin size-empty
 
 # "text data bss" of an ELF, Berkeley format.
 tdb() { "$size_tool" "$1" | awk 'NR == 2 { print $1, $2, $3 }'; }
 read -r rt rd rb < <(tdb "$OUT/size-remote")
+read -r lt ld lb < <(tdb "$OUT/size-remote-link")
 read -r et ed eb < <(tdb "$OUT/size-empty")
 
 flash_r=$((rt + rd)) ram_r=$((rd + rb))
 flash_e=$((et + ed)) ram_e=$((ed + eb))
 flash_d=$((flash_r - flash_e)) ram_d=$((ram_r - ram_e))
+flash_l=$((lt + ld - flash_e)) ram_l=$((ld + lb - ram_e))
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 
 echo "rpmsg footprint, $TARGET, opt-level z + lto + codegen-units 1 + panic abort ($size_tool)"
 echo
 printf '| %-44s | %17s | %14s |\n' "image" "flash text+data" "RAM data+bss"
 printf '|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..18}):" "$(printf -- '-%.0s' {1..15}):"
-printf '| %-44s | %15d B | %12d B |\n' "size-remote: minimal rpmsg remote" "$flash_r" "$ram_r"
+printf '| %-44s | %15d B | %12d B |\n' "size-remote: minimal remote, compact::Remote" "$flash_r" "$ram_r"
 printf '| %-44s | %15d B | %12d B |\n' "size-empty: empty cortex-m-rt firmware" "$flash_e" "$ram_e"
 printf '| %-44s | %15d B | %12d B |\n' "rpmsg (difference)" "$flash_d" "$ram_d"
+printf '| %-44s | %15d B | %12d B |\n' "the same user on rpmsg::Link (difference)" "$flash_l" "$ram_l"
 printf '| %-44s | %15d B | %12d B |\n' "RPMsg-Lite static API, GCC 12 -Os (anchor)" "$ANCHOR_FLASH" "$ANCHOR_RAM"
 printf '| %-44s | %17s | %14s |\n' "rpmsg / RPMsg-Lite" "$(ratio $flash_d $ANCHOR_FLASH)" "$(ratio $ram_d $ANCHOR_RAM)"
 echo
 verdict() {
     if [ "$1" -le "$2" ]; then echo "smaller or equal"; else echo "LARGER by $(($1 - $2)) B"; fi
 }
-echo "flash: $(verdict $flash_d $ANCHOR_FLASH); RAM: $(verdict $ram_d $ANCHOR_RAM)"
+echo "compact::Remote against RPMsg-Lite: flash $(verdict $flash_d $ANCHOR_FLASH); RAM $(verdict $ram_d $ANCHOR_RAM)"
 
 if [ "${1:-}" = "--symbols" ]; then
     echo

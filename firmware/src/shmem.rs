@@ -43,12 +43,13 @@ impl<const LEN: usize> Shared<LEN> {
 
 static LITE_MEM: Shared<LITE_LEN> = Shared::new();
 static RSC_MEM: Shared<RSC_LEN> = Shared::new();
+static COMPACT_MEM: Shared<LITE_LEN> = Shared::new();
 static SELFTEST_TAKEN: AtomicBool = AtomicBool::new(false);
 static WINDOW_TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// The self-test's regions: `[RPMsg-Lite layout, resource-table layout]`, the first time it is
-/// called; `None` afterwards.
-pub fn selftest_regions() -> Option<[SharedRegion<'static>; 2]> {
+/// The self-test's regions: `[RPMsg-Lite layout, resource-table layout, RPMsg-Lite layout for
+/// the compact remote]`, the first time it is called; `None` afterwards.
+pub fn selftest_regions() -> Option<[SharedRegion<'static>; 3]> {
     if SELFTEST_TAKEN.swap(true, Ordering::AcqRel) {
         return None;
     }
@@ -60,10 +61,11 @@ pub fn selftest_regions() -> Option<[SharedRegion<'static>; 2]> {
         [
             SharedRegion::from_raw(LITE_MEM.0.get().cast(), LITE_LEN),
             SharedRegion::from_raw(RSC_MEM.0.get().cast(), RSC_LEN),
+            SharedRegion::from_raw(COMPACT_MEM.0.get().cast(), LITE_LEN),
         ]
     };
     match regions {
-        [Ok(a), Ok(b)] => Some([a, b]),
+        [Ok(a), Ok(b), Ok(c)] => Some([a, b, c]),
         _ => None,
     }
 }

@@ -19,6 +19,9 @@
 //! * [`link`]: one connection ([`Link`]) in [`Role::Driver`] or [`Role::Device`]: link-up,
 //!   dispatch, sending, shutdown, counters.
 //! * [`endpoint`], [`ns`], [`buffer`]: endpoints, the name service, zero-copy buffers.
+//! * [`compact`]: [`compact::Remote`], the device side of an RPMsg-Lite link cut down to
+//!   RPMsg-Lite's static remote API, for the smallest firmware (features `role-device` and
+//!   `layout-lite`).
 //! * [`port`]: the traits a chip ([`Platform`]) and an environment ([`Environment`]) implement.
 //!
 //! ## Cargo features
@@ -111,6 +114,8 @@
 
 pub mod asynch;
 pub mod buffer;
+#[cfg(all(feature = "role-device", feature = "layout-lite"))]
+pub mod compact;
 pub mod endpoint;
 pub mod error;
 pub mod layout;

@@ -12,6 +12,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
+use rpmsg::compact::{Message, Remote};
 use rpmsg::port::SpinEnvironment;
 use rpmsg::wire::rsc::{
     CarveoutRepr, FW_RSC_ADDR_ANY, ResourceTable, TraceRepr, VIRTIO_ID_RPMSG, VdevRepr, VringInfo,
@@ -697,13 +698,159 @@ fn rsc_pair(t: &mut Tally, region: SharedRegion<'static>) {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// The compact remote (`rpmsg::compact::Remote`) against a full driver link.
+
+type Compact = Remote<'static, QemuPlatform<'static>, 2, 2>;
+
+/// The compact remote's echo endpoint: answers each message with its own bytes.
+fn compact_echo(mut msg: Message<'_>) {
+    let mut buf = [0u8; 496];
+    let sent = msg.copy_to(&mut buf).and_then(|n| msg.reply(&buf[..n]));
+    if sent.is_err() {
+        CALLBACK.bad.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Handles every doorbell rung, on both sides, until none is left.
+fn compact_pump(drv: &TestLink, remote: &mut Compact) -> Result<(), Error> {
+    for _ in 0..64 {
+        let (to_dev, to_drv) = (DEVICE_BELL.take(), DRIVER_BELL.take());
+        if to_dev == 0 && to_drv == 0 {
+            return Ok(());
+        }
+        for id in (0..32).filter(|id| to_dev & (1 << id) != 0) {
+            let before = remote.platform().stats().invalidates;
+            remote.handle_notify(id)?;
+            if remote.is_up() && remote.platform().stats().invalidates == before {
+                MISSED_INVALIDATES.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        ring(drv, to_drv)?;
+    }
+    Err(Error::Timeout)
+}
+
+fn compact_pair(t: &mut Tally, region: SharedRegion<'static>) {
+    let lite = LiteConfig::DEFAULT;
+    let drv = new_link(region, &DEVICE_BELL, Config::lite(Role::Driver, lite));
+    let _ = drv.set_ns_handler(&DRIVER_NS);
+    let platform = QemuPlatform::new(&region, &DRIVER_BELL);
+    let mut remote: Compact = match Remote::new(region, platform, lite) {
+        Ok(r) => r,
+        Err(e) => fail_hard("compact::Remote::new", e),
+    };
+    let bad_before = CALLBACK.bad.load(Ordering::Relaxed);
+    t.step("compact: link up when the driver starts", || {
+        ok!(remote.poll());
+        ensure!(!remote.is_up(), "up before the driver started");
+        ok!(drv.start());
+        ok!(compact_pump(&drv, &mut remote));
+        ok!(remote.poll());
+        ensure!(remote.is_up(), "not up after the driver started");
+        Ok(())
+    });
+    let Ok(ep) = drv.create_endpoint(EndpointConfig::new().addr(1024).queue(2)) else {
+        return t.step("compact: create endpoints", || Err(()));
+    };
+    t.step("compact: announce, and the driver hears it", || {
+        let before = DRIVER_NS.creates.load(Ordering::Relaxed);
+        ok!(remote.create_endpoint(30, &compact_echo));
+        ok!(remote.announce("rpmsg-compact", 30, NsKind::Create));
+        ok!(compact_pump(&drv, &mut remote));
+        let after = DRIVER_NS.creates.load(Ordering::Relaxed);
+        ensure!(after == before + 1, "driver saw {} creates", after - before);
+        Ok(())
+    });
+    t.step(
+        "compact: echo of every size 0..=496 through callbacks",
+        || {
+            let mut msg = [0u8; 496];
+            let mut got = [0u8; 496];
+            for len in 0..=496 {
+                for (i, b) in msg.iter_mut().enumerate().take(len) {
+                    *b = pattern(len, i);
+                }
+                ok!(ep.send_to(30, &msg[..len]));
+                ok!(compact_pump(&drv, &mut remote));
+                let (n, src) = ok!(ep.recv(&mut got, Timeout::NoWait));
+                ensure!(
+                    n == len && src == 30,
+                    "echo of {} came back as {} from {}",
+                    len,
+                    n,
+                    src
+                );
+                ensure!(got[..n] == msg[..len], "echo of {} bytes differs", len);
+            }
+            let bad = CALLBACK.bad.load(Ordering::Relaxed);
+            ensure!(bad == bad_before, "{} echoes failed", bad - bad_before);
+            let s = remote.stats();
+            ensure!(s.rx_messages == 497, "rx_messages {}", s.rx_messages);
+            ensure!(s.peer_violations == 0, "violations: {:?}", s.last_violation);
+            Ok(())
+        },
+    );
+    t.step(
+        "compact: send, then NoBuffer while the driver's buffers are full",
+        || {
+            ok!(remote.try_send(30, 1024, b"one"));
+            ok!(remote.try_send(30, 1024, b"two"));
+            ensure!(
+                remote.try_send(30, 1024, b"three") == Err(Error::NoBuffer),
+                "a third send found a buffer"
+            );
+            ok!(compact_pump(&drv, &mut remote));
+            let mut got = [0u8; 16];
+            for want in [&b"one"[..], b"two"] {
+                let (n, src) = ok!(ep.recv(&mut got, Timeout::NoWait));
+                ensure!(
+                    &got[..n] == want && src == 30,
+                    "got {:?} from {}",
+                    &got[..n],
+                    src
+                );
+            }
+            ok!(remote.try_send(30, 1024, b"three"));
+            ok!(compact_pump(&drv, &mut remote));
+            let (n, _) = ok!(ep.recv(&mut got, Timeout::NoWait));
+            ensure!(&got[..n] == b"three", "got {:?}", &got[..n]);
+            Ok(())
+        },
+    );
+    t.step(
+        "compact: cache hooks around every doorbell, local addresses only",
+        || {
+            let s = remote.platform().stats();
+            hprintln!("     compact Device: {:?}", s);
+            ensure!(
+                s.cleans > 0 && s.invalidates > 0,
+                "cache hooks never called"
+            );
+            ensure!(s.notifies > 0, "no doorbell rung");
+            ensure!(
+                s.notifies_without_clean == 0,
+                "doorbell without a clean before it"
+            );
+            ensure!(s.outside_region == 0, "cache hook outside the region");
+            let missed = MISSED_INVALIDATES.load(Ordering::Relaxed);
+            ensure!(
+                missed == 0,
+                "{} doorbells handled without an invalidate",
+                missed
+            );
+            Ok(())
+        },
+    );
+}
+
 #[entry]
 fn main() -> ! {
     let Some(cp) = cortex_m::Peripherals::take() else {
         fail_hard("Peripherals::take", Error::Busy);
     };
     clock::start(cp.SYST);
-    let Some([lite, rsc]) = shmem::selftest_regions() else {
+    let Some([lite, rsc, compact]) = shmem::selftest_regions() else {
         fail_hard("shmem::selftest_regions", Error::Busy);
     };
     hprintln!(
@@ -718,6 +865,7 @@ fn main() -> ! {
     };
     lite_pair(&mut t, lite);
     rsc_pair(&mut t, rsc);
+    compact_pair(&mut t, compact);
     hprintln!("{} ms", clock::now_us() / 1000);
     hprintln!("{} passed, {} failed", t.passed, t.failed);
     debug::exit(if t.failed == 0 {

@@ -1,15 +1,16 @@
 //! The smallest useful rpmsg remote, for the footprint figure: what an RPMsg-Lite remote does
-//! with the static API (`rpmsg_lite_remote_init`, `rpmsg_lite_wait_for_link_up`,
-//! `rpmsg_lite_create_ept` with a receive callback, `rpmsg_lite_send`), in RPMsg-Lite's default
-//! layout (2 buffers each way, 496-byte payloads) on a fixed shared-memory window.
+//! with the static API (`rpmsg_lite_remote_init`, `rpmsg_lite_is_link_up`,
+//! `rpmsg_lite_create_ept` with a receive callback, `rpmsg_lite_send`, `env_isr`), in
+//! RPMsg-Lite's default layout (2 buffers each way, 496-byte payloads) on a fixed
+//! shared-memory window, with `rpmsg::compact::Remote`.
 //!
-//! Sized for that: a link of 2 descriptors and 1 endpoint kept in a `static` (as RPMsg-Lite's
-//! static context is), no formatting, a panic handler that halts, doorbells as a store to a
-//! mailbox word, a SysTick clock. It is built, never run: its peer would be another core.
+//! Sized for that: the remote in a `static` (as RPMsg-Lite's static context is), no
+//! formatting, a panic handler that halts, doorbells as a store to a mailbox word. It is built,
+//! never run: its peer would be another core (the self-test runs the same remote against a
+//! driver in QEMU).
 //!
 //! `size.sh` builds it without this package's default `full` feature, so the core has only its
-//! `role-device` and `layout-lite` features: the driver role and the resource-table layout are
-//! not compiled in, as an RPMsg-Lite remote leaves out what its configuration does not use.
+//! `role-device` and `layout-lite` features.
 
 #![no_std]
 #![no_main]
@@ -17,11 +18,10 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m_rt::entry;
-use rpmsg::port::SpinEnvironment;
-use rpmsg::{
-    Config, EndpointConfig, LinearMap, Link, LiteConfig, Platform, Role, RxBuffer, Timeout,
-};
-use rpmsg_firmware_example::{clock, shmem};
+use rpmsg::compact::{Message, Remote};
+use rpmsg::{LinearMap, LiteConfig, Platform};
+use rpmsg_firmware_example::shmem;
+use static_cell::StaticCell;
 
 /// The doorbell: on a real part, the mailbox register the other core's interrupt watches.
 static MAILBOX: AtomicU32 = AtomicU32::new(0);
@@ -46,19 +46,16 @@ impl Platform for Board {
     }
 }
 
-type Remote = Link<'static, Board, SpinEnvironment<fn() -> u64>, 2, 1>;
+/// Where the remote lives (RPMsg-Lite's static context): built in place by `Remote::init`.
+static CONTEXT: StaticCell<Remote<'static, Board>> = StaticCell::new();
 
 /// The receive callback (RPMsg-Lite's `rl_ept_rx_cb_t`).
-fn on_message(msg: RxBuffer<'_>) {
+fn on_message(msg: Message<'_>) {
     RECEIVED.fetch_add(msg.len() as u32, Ordering::Relaxed);
 }
 
 #[entry]
 fn main() -> ! {
-    let Some(cp) = cortex_m::Peripherals::take() else {
-        halt()
-    };
-    clock::start(cp.SYST);
     let Some(region) = shmem::board_window() else {
         halt()
     };
@@ -68,28 +65,22 @@ fn main() -> ! {
             len: region.len(),
         },
     };
-    let env = SpinEnvironment::new(clock::now_us as fn() -> u64);
-    let cfg = Config::lite(Role::Device, LiteConfig::DEFAULT);
     // rpmsg_lite_remote_init
-    let Ok(link) = Link::new(region, board, env, cfg) else {
+    let Ok(remote) = Remote::init(CONTEXT.uninit(), region, board, LiteConfig::DEFAULT) else {
         halt()
     };
-    let Some(link) = cortex_m::singleton!(: Remote = link) else {
-        halt()
-    };
-    let link: &'static Remote = link;
-    if link.start().is_err() || link.wait_link_up(Timeout::Forever).is_err() {
+    // rpmsg_lite_is_link_up, polled
+    while remote.poll().is_ok() && !remote.is_up() {}
+    // rpmsg_lite_create_ept with a callback
+    if remote.create_endpoint(30, &on_message).is_err() {
         halt()
     }
-    // rpmsg_lite_create_ept with a callback
-    let Ok(ep) = link.create_endpoint(EndpointConfig::new().addr(30).callback(&on_message)) else {
-        halt()
-    };
     // rpmsg_lite_send
-    let _ = ep.send_to(1024, b"hello");
-    // Received messages reach `on_message` from here (RPMsg-Lite: from the ISR's env_isr).
+    let _ = remote.try_send(30, 1024, b"hello");
+    // Received messages reach `on_message` from here (RPMsg-Lite: from the ISR's env_isr; an
+    // application sharing the remote with an interrupt keeps it in a critical-section Mutex).
     loop {
-        let _ = link.poll();
+        let _ = remote.poll();
     }
 }
 
