@@ -6,7 +6,7 @@
 //! takes `&mut self`, so there is no lock, no waiting, no queue and no held buffer to track.
 //! The wire is the same as [`Link`](crate::Link)'s, and so is the distrust: every index,
 //! descriptor, address and length the driver writes is checked by the same
-//! [`DeviceQueue`](crate::virtqueue::DeviceQueue) and region accessors before use, a buffer that
+//! [`DeviceQueue`] and region accessors before use, a buffer that
 //! fails a check goes back to the driver and is counted in [`LinkStats`], and a ring the driver
 //! broke stops the remote with [`Error::PeerViolation`] instead of a panic.
 //!

@@ -91,6 +91,7 @@
 //! | `rpmsg_ns_announce` | [`EndpointConfig::announce`], [`Link::ns_announce`] |
 //! | `rpmsg_get_mtu`, `rpmsg_get_tx_buffer_size` | [`Link::mtu`], [`TxBuffer::capacity`] |
 //! | `rpmsg_lite_deinit`, `rpmsg_deinit_vdev` | [`Link::shutdown`] |
+//! | RPMsg-Lite's static remote on the smallest parts | [`compact::Remote`] (device role, RPMsg-Lite layout, `&mut self`) |
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
