@@ -2488,21 +2488,6 @@ fn run_ops<const N: usize>(
         );
     }
     let s = remote.stats();
-    if std::env::var("COMPACT_PROBE").is_ok() {
-        eprintln!(
-            "PROBE N={} scribbled={} broken={:?} up={} rx={} tx={} unk={} mal={} viol={} last={:?}",
-            N,
-            judge.scribbled,
-            judge.broken.map(|b| b.0),
-            remote.is_up(),
-            s.rx_messages,
-            s.tx_messages,
-            s.rx_unknown_dst,
-            s.rx_malformed,
-            s.peer_violations,
-            s.last_violation
-        );
-    }
     prop_assert_eq!(
         obs.calls.load(Ordering::Relaxed),
         s.rx_messages,
@@ -2585,11 +2570,57 @@ fn init_in_place_works_like_new() {
     });
 }
 
-// ---------------------------------------------------------------------------------------------
-// Probes (temporary).
-
+/// Above 65,535 payload bytes per buffer the 16-bit header length is the limit: 65,536 bytes
+/// are `PayloadTooLarge { max: 65535 }`, and 65,535 bytes travel intact both ways.
 #[test]
-fn probe_fatal_in_callback() {
+fn payload_capped_at_sixteen_bits_with_huge_buffers() {
+    let lite = LiteConfig::new(2, 70_000, 16);
+    let mut mem = TestMemory::new(lite.region_len());
+    let region = mem.region();
+    let drv = driver::<2>(region, lite);
+    drv.start().unwrap();
+    let client = drv
+        .create_endpoint(EndpointConfig::new().addr(CLIENT).queue(2))
+        .unwrap();
+    let sink = Sink::default();
+    let h = |m: Message<'_>| sink.handle(m);
+    let mut remote = remote::<2>(region, lite);
+    remote.create_endpoint(ECHO, &h).unwrap();
+    bring_up(&mut remote);
+    assert_eq!(
+        remote.try_send(ECHO, CLIENT, &vec![0; 65_536]),
+        Err(Error::PayloadTooLarge {
+            len: 65_536,
+            max: 65_535
+        })
+    );
+    let big = pattern(3, 65_535);
+    assert_eq!(remote.try_send(ECHO, CLIENT, &big), Ok(()));
+    let mut buf = vec![0u8; 70_000];
+    let (n, src) = client.recv(&mut buf, Timeout::NoWait).unwrap();
+    assert_eq!((n, src), (65_535, ECHO));
+    assert!(buf[..n] == big[..]);
+    client.try_send_to(ECHO, &big).unwrap();
+    assert_eq!(remote.poll(), Ok(1));
+    let got = sink.take();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].1 == big);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Findings: behaviour of compact.rs that contradicts its own documentation. Ignored so the
+// suite stays green; run them with `cargo test -p rpmsg --test compact -- --ignored`.
+
+/// `poll` documents that a broken ring stops the remote ("the remote stays stopped; every later
+/// call says so"). When the break is found by a send inside a callback (the driver's vring 0
+/// avail index jumped, seen by `Message::reply`), the remote is stopped from then on, yet the
+/// same `poll` goes on taking and delivering the next message (whose callback then gets the
+/// error too), counts it in `rx_messages` after the stop, and returns `Ok(2)`; only the next
+/// call reports the violation. Expected: this `poll` returns the violation and takes nothing
+/// more.
+#[test]
+#[ignore = "compact.rs bug: poll keeps delivering after a callback's send broke the remote"]
+fn a_ring_broken_inside_a_callback_stops_that_poll() {
     let lite = LiteConfig::DEFAULT;
     with_master(lite, |region, m| {
         let echo = Echo::default();
@@ -2601,19 +2632,51 @@ fn probe_fatal_in_callback() {
         m.rings[0].set_avail_idx(0x10);
         m.send(0, 0x500, ECHO, b"a");
         m.send(1, 0x500, ECHO, b"b");
+        let v = Violation::IndexJump {
+            idx: 0x10,
+            shadow: 0,
+            num: 2,
+        };
         let r = remote.poll();
-        eprintln!(
-            "poll: {r:?}, calls {}, errors {:?}, stats {:?}",
-            echo.calls(),
-            echo.errors(),
-            remote.stats()
+        assert_eq!(echo.errors()[0], Error::PeerViolation(v));
+        assert_eq!(
+            (r, echo.calls(), remote.stats().rx_messages),
+            (Err(Error::PeerViolation(v)), 1, 1),
+            "the poll that stopped the remote went on"
         );
-        eprintln!("next poll: {:?}", remote.poll());
     });
 }
 
+/// `Violation::Chained` exists for chained or indirect descriptors (and the full `Link` reports
+/// them so), but the compact remote files a chained vring 1 descriptor with a good address
+/// under `BadAddress`, whose text says the buffer "lies outside shared memory". The same
+/// happens to a descriptor shorter than a header (the `Link` says `LengthTooLarge`).
 #[test]
-fn probe_big_mtu() {
+#[ignore = "compact.rs finding: a chained descriptor is reported as BadAddress, not Chained"]
+fn chained_descriptor_is_reported_as_chained() {
+    let lite = LiteConfig::DEFAULT;
+    with_master(lite, |region, m| {
+        let mut remote = remote::<2>(region, lite);
+        m.start();
+        bring_up(&mut remote);
+        m.send_raw(0, hdr(0x500, ECHO, 3), b"abc", None, VRING_DESC_F_NEXT);
+        assert_eq!(remote.poll(), Ok(1));
+        assert_eq!(
+            remote.stats().last_violation,
+            Some(Violation::Chained {
+                id: 0,
+                flags: VRING_DESC_F_NEXT
+            })
+        );
+    });
+}
+
+/// `Remote::mtu` documents "payload bytes one message can carry", but with buffers above
+/// 65,551 bytes it returns `buffer_size - 16` (70,000 here) while `try_send` refuses anything
+/// above 65,535 (the header's 16-bit length). `Link::mtu` has the same mismatch.
+#[test]
+#[ignore = "compact.rs finding: mtu() overstates what one message can carry above 65,535"]
+fn mtu_is_what_one_message_can_carry() {
     let lite = LiteConfig::new(2, 70_000, 16);
     let mut mem = TestMemory::new(lite.region_len());
     let region = mem.region();
@@ -2621,23 +2684,10 @@ fn probe_big_mtu() {
     drv.start().unwrap();
     let mut remote = remote::<2>(region, lite);
     bring_up(&mut remote);
-    eprintln!("mtu {} link mtu {}", remote.mtu(), drv.mtu());
-    eprintln!("{:?}", remote.try_send(1, 2, &vec![0; remote.mtu()]));
-    eprintln!("{:?}", remote.try_send(1, 2, &vec![0; 65535]));
-    let sink = Sink::default();
-    let h = |msg: Message<'_>| sink.handle(msg);
-    remote.create_endpoint(ECHO, &h).unwrap();
-    let c = drv
-        .create_endpoint(EndpointConfig::new().addr(CLIENT))
-        .unwrap();
-    eprintln!(
-        "link send 70000: {:?}",
-        c.try_send_to(ECHO, &vec![7; 70_000])
-    );
-    eprintln!("poll {:?}", remote.poll());
-    eprintln!(
-        "got lens {:?} stats {:?}",
-        sink.take().iter().map(|x| x.1.len()).collect::<Vec<_>>(),
-        remote.stats()
+    let mtu = remote.mtu();
+    assert_eq!(
+        remote.try_send(ECHO, CLIENT, &vec![0; mtu]),
+        Ok(()),
+        "mtu {mtu}"
     );
 }
