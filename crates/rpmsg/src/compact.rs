@@ -194,8 +194,9 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
                 queues,
                 ids: [cfg.link_id << 1, (cfg.link_id << 1) | 1],
                 rings_end: cfg.offsets().2,
-                // `validate` made sure a buffer holds a header.
-                mtu: cfg.buffer_size as usize - HEADER_LEN,
+                // `validate` made sure a buffer holds a header; a header counts the payload
+                // in 16 bits, whatever the buffers hold.
+                mtu: (cfg.buffer_size as usize - HEADER_LEN).min(usize::from(u16::MAX)),
                 up: false,
                 broken: false,
                 stats: LinkStats::default(),
@@ -211,7 +212,8 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
         self.tx.up
     }
 
-    /// Payload bytes one message can carry.
+    /// Payload bytes one message can carry: a buffer less its header, at most 65,535 (the
+    /// header's length field).
     pub fn mtu(&self) -> usize {
         self.tx.mtu
     }
@@ -271,6 +273,8 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
                 self.deliver(off, cap)?;
                 // used.len = desc.len, as every reader accepts (wire.md 4.5).
                 self.tx.give_back(RX, id, cap)?;
+                // A callback's send may have found a broken ring: stop here too.
+                self.tx.healthy()?;
             }
         }
         if taken > 0 {
@@ -490,17 +494,31 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
             }
         };
         let len = p.len as usize;
-        let off = (p.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) == 0 && len >= need)
-            .then(|| self.platform.address_map().to_offset(p.addr, len))
-            .flatten()
-            .filter(|&off| off >= self.rings_end && region.contains(off, len));
-        if let Some(off) = off {
-            return Ok(Some(Some((p.id, off, p.len))));
-        }
-        self.violation(Violation::BadAddress {
-            addr: p.addr,
-            len: p.len,
-        })?;
+        let v = if p.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) != 0 {
+            Violation::Chained {
+                id: p.id,
+                flags: p.flags,
+            }
+        } else if len < need {
+            Violation::LengthTooLarge {
+                len: need as u32,
+                cap: p.len,
+            }
+        } else {
+            let off = self
+                .platform
+                .address_map()
+                .to_offset(p.addr, len)
+                .filter(|&off| off >= self.rings_end && region.contains(off, len));
+            if let Some(off) = off {
+                return Ok(Some(Some((p.id, off, p.len))));
+            }
+            Violation::BadAddress {
+                addr: p.addr,
+                len: p.len,
+            }
+        };
+        self.violation(v)?;
         if q == RX {
             self.stats.rx_malformed = self.stats.rx_malformed.wrapping_add(1);
         }
@@ -518,14 +536,12 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
         if src == RPMSG_ADDR_ANY || dst == RPMSG_ADDR_ANY {
             return Err(Error::InvalidAddress(RPMSG_ADDR_ANY));
         }
-        // A header counts the payload in 16 bits, whatever the buffers hold.
-        let max = self.mtu.min(usize::from(u16::MAX));
         let len = match u16::try_from(data.len()) {
-            Ok(len) if data.len() <= max => len,
+            Ok(len) if data.len() <= self.mtu => len,
             _ => {
                 return Err(Error::PayloadTooLarge {
                     len: data.len(),
-                    max,
+                    max: self.mtu,
                 });
             }
         };
