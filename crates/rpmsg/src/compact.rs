@@ -133,12 +133,6 @@ const TX: usize = 0;
 /// Index of vring 1: we receive on it.
 const RX: usize = 1;
 
-/// Whether a ring fault leaves the ring unusable: indices we can no longer trust, or a ring
-/// outside the region. Anything else costs one buffer.
-fn is_fatal(v: Violation) -> bool {
-    matches!(v, Violation::IndexJump { .. } | Violation::OutOfRegion(_))
-}
-
 impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> {
     /// The remote over `region` in the layout `cfg` (`rpmsg_lite_remote_init`). The driver may
     /// start before or after; [`Remote::poll`] notices it.
@@ -448,7 +442,7 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
     fn violation(&mut self, v: Violation) -> Result<(), Error> {
         self.stats.peer_violations = self.stats.peer_violations.wrapping_add(1);
         self.stats.last_violation = Some(v);
-        if is_fatal(v) {
+        if v.breaks_ring() {
             self.broken = true;
             return Err(Error::PeerViolation(v));
         }

@@ -1048,7 +1048,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                         }
                         (id, pool.buffer(id), cap, 0)
                     }
-                    Err(v @ (Violation::IndexJump { .. } | Violation::OutOfRegion(_))) => {
+                    Err(v) if v.breaks_ring() => {
                         return Err(Self::fatal(st, fx, v));
                     }
                     Err(v) => {
@@ -1096,7 +1096,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                             }
                         }
                     }
-                    Err(v @ (Violation::IndexJump { .. } | Violation::OutOfRegion(_))) => {
+                    Err(v) if v.breaks_ring() => {
                         return Err(Self::fatal(st, fx, v));
                     }
                     Err(v) => {
@@ -1394,7 +1394,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                             }
                         }
                         Ok(Some(_)) => {}
-                        Err(v @ (Violation::IndexJump { .. } | Violation::OutOfRegion(_))) => {
+                        Err(v) if v.breaks_ring() => {
                             return Err(Self::fatal(st, fx, v));
                         }
                         Err(v) => Self::violation(&mut st.stats, v),
@@ -1452,7 +1452,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                             let _ = tx.push_used(&self.region, p.id, 0);
                             self.device_notify(tx, 0, fx);
                         }
-                        Err(v @ (Violation::IndexJump { .. } | Violation::OutOfRegion(_))) => {
+                        Err(v) if v.breaks_ring() => {
                             return Err(Self::fatal(st, fx, v));
                         }
                         Err(v) => Self::violation(&mut st.stats, v),

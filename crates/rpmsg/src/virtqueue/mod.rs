@@ -84,6 +84,14 @@ pub enum Violation {
     BadTable(&'static str),
 }
 
+impl Violation {
+    /// Whether the ring itself can no longer be used: an index we cannot trust any more, or a
+    /// ring outside the region. Every other violation costs one buffer, which goes back.
+    pub fn breaks_ring(&self) -> bool {
+        matches!(self, Self::IndexJump { .. } | Self::OutOfRegion(_))
+    }
+}
+
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
