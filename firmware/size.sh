@@ -32,8 +32,9 @@ if [ -z "$size_tool" ]; then
     exit 2
 fi
 
-cargo build --release --quiet --no-default-features --bin size-remote --bin size-remote-link \
-    --bin size-empty
+cargo build --release --quiet --no-default-features --bin size-remote --bin size-empty
+# The `Link` version needs a clock for its timeouts.
+cargo build --release --quiet --no-default-features --features clock --bin size-remote-link
 
 # "text data bss" of an ELF, Berkeley format.
 tdb() { "$size_tool" "$1" | awk 'NR == 2 { print $1, $2, $3 }'; }

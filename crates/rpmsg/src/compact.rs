@@ -23,7 +23,7 @@
 //!
 //! ```
 //! use core::sync::atomic::{AtomicUsize, Ordering};
-//! use rpmsg::compact::{Message, Remote};
+//! use rpmsg::compact::{Message, Remote, State};
 //! use rpmsg::testing::{Loopback, TestEnv, TestMemory};
 //! use rpmsg::{Config, EndpointConfig, Link, LiteConfig, Role, Timeout};
 //!
@@ -46,7 +46,9 @@
 //!         }
 //!     }
 //! };
-//! let mut remote: Remote<'_, _> = Remote::new(region, Loopback::new(region), lite)?;
+//! // Its state: here on the stack; a firmware keeps it in a zeroed `static` (see `State`).
+//! let mut state = State::new();
+//! let mut remote: Remote<'_, _> = Remote::new(region, Loopback::new(region), lite, &mut state)?;
 //! remote.poll()?;
 //! assert!(remote.is_up());
 //! let addr = remote.create_endpoint(30, &echo)?;
@@ -65,7 +67,7 @@ use crate::layout::LiteConfig;
 use crate::link::LinkStats;
 use crate::ns::NsKind;
 use crate::port::{AddressMap, Platform};
-use crate::shm::SharedRegion;
+use crate::shm::{AccessError, SharedRegion};
 use crate::virtqueue::{DeviceQueue, Violation, Vring};
 use crate::wire::ns::{Name, NsFlags, NsRepr};
 use crate::wire::rpmsg::{
@@ -73,10 +75,24 @@ use crate::wire::rpmsg::{
 };
 use crate::wire::vring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT};
 use core::fmt;
-use core::mem::MaybeUninit;
 
-/// An endpoint's receive callback (RPMsg-Lite's `rl_ept_rx_cb_t`).
-pub type Handler<'r> = &'r (dyn Fn(Message<'_>) + Sync);
+/// An endpoint's receive callback (RPMsg-Lite's `rl_ept_rx_cb_t`): any `Fn(Message) + Sync`,
+/// closures included, through [`Receive`].
+pub type Handler<'r> = &'r dyn Receive;
+
+/// What an endpoint's callback does with a message. Every `Fn(Message<'_>) + Sync` is one;
+/// the trait exists so that a callback costs one function in its vtable, where `dyn Fn`
+/// costs three (`call`, `call_mut`, `call_once`).
+pub trait Receive: Sync {
+    /// Handles one message; its buffer goes back to the driver when this returns.
+    fn receive(&self, msg: Message<'_>);
+}
+
+impl<F: Fn(Message<'_>) + Sync> Receive for F {
+    fn receive(&self, msg: Message<'_>) {
+        self(msg);
+    }
+}
 
 /// One bound endpoint.
 #[derive(Clone, Copy)]
@@ -85,23 +101,66 @@ struct Ept<'r> {
     handler: Handler<'r>,
 }
 
-/// The device side of one RPMsg-Lite link, compact: see the [module docs](self).
+/// What a [`Remote`] keeps between calls (RPMsg-Lite's static context): ring positions, counters
+/// and bound endpoints.
+///
+/// [`State::new`] is all zero bytes, so a `static` of it lies in `.bss`: no flash for an
+/// image of it and no start-up copy or fill, e.g.
+/// `static STATE: ConstStaticCell<State> = ConstStaticCell::new(State::new());` then
+/// `Remote::new(region, platform, cfg, STATE.take())`. (A remote built by value would be
+/// assembled on the stack and copied into place, which costs a `memcpy` on Cortex-M.)
+///
+/// A state serves one remote: the remote borrows it for as long as its handlers live, so
+/// every state [`Remote::new`] sees is fresh from [`State::new`].
 ///
 /// `N` bounds the ring size accepted (RPMsg-Lite's `RL_BUFFER_COUNT`, 2 by default) and `EPTS`
 /// the endpoints bound at once.
-pub struct Remote<'r, P: Platform, const N: usize = 2, const EPTS: usize = 4> {
-    /// The rings and everything else but the endpoints, apart so that a callback can send
-    /// while a receive buffer is still ours.
-    tx: Tx<'r, P, N>,
+pub struct State<'r, const N: usize = 2, const EPTS: usize = 4> {
+    link: LinkState<N>,
     epts: [Option<Ept<'r>>; EPTS],
-    /// Vring 0 was kicked: the driver is there even if its avail index reads 0.
-    kicked: bool,
 }
 
-/// The transmit half of a [`Remote`] and the state both halves share.
-struct Tx<'r, P: Platform, const N: usize> {
-    region: SharedRegion<'r>,
-    platform: P,
+impl<const N: usize, const EPTS: usize> State<'_, N, EPTS> {
+    /// A state for [`Remote::new`]: all zero bytes.
+    pub const fn new() -> Self {
+        Self {
+            link: LinkState {
+                queues: [
+                    DeviceQueue::new_checked_by_caller(Vring::UNPLACED),
+                    DeviceQueue::new_checked_by_caller(Vring::UNPLACED),
+                ],
+                ids: [0; 2],
+                rings_end: 0,
+                mtu: 0,
+                up: false,
+                broken: false,
+                kicked: false,
+                stats: LinkStats::new(),
+            },
+            epts: [None; EPTS],
+        }
+    }
+}
+
+impl<const N: usize, const EPTS: usize> Default for State<'_, N, EPTS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize, const EPTS: usize> fmt::Debug for State<'_, N, EPTS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State")
+            .field("up", &self.link.up)
+            .field("broken", &self.link.broken)
+            .field("stats", &self.link.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The link half of a [`State`]: everything but the endpoints, apart so that a callback can
+/// send while a receive buffer is still ours.
+struct LinkState<const N: usize> {
     /// Vring 0 (the driver's receive buffers, which we fill) and vring 1 (the driver's
     /// transmit buffers, which carry messages to us).
     queues: [DeviceQueue<N>; 2],
@@ -114,112 +173,107 @@ struct Tx<'r, P: Platform, const N: usize> {
     up: bool,
     /// A ring fault stopped the remote; `stats.last_violation` says which.
     broken: bool,
+    /// Vring 0 was kicked: the driver is there even if its avail index reads 0.
+    kicked: bool,
     stats: LinkStats,
+}
+
+/// The device side of one RPMsg-Lite link, compact: see the [module docs](self). Its state
+/// lives in the [`State`] given to [`Remote::new`]; the remote itself is a handle of a few
+/// words.
+pub struct Remote<'r, P: Platform, const N: usize = 2, const EPTS: usize = 4> {
+    tx: Tx<'r, P, N>,
+    epts: &'r mut [Option<Ept<'r>>; EPTS],
+}
+
+/// The transmit half of a [`Remote`]: the region, the platform and the link state.
+struct Tx<'r, P: Platform, const N: usize> {
+    region: SharedRegion<'r>,
+    platform: P,
+    s: &'r mut LinkState<N>,
 }
 
 impl<P: Platform, const N: usize, const EPTS: usize> fmt::Debug for Remote<'_, P, N, EPTS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Remote")
             .field("region", &self.tx.region)
-            .field("up", &self.tx.up)
-            .field("broken", &self.tx.broken)
-            .field("stats", &self.tx.stats)
+            .field("up", &self.tx.s.up)
+            .field("broken", &self.tx.s.broken)
+            .field("stats", &self.tx.s.stats)
             .finish_non_exhaustive()
     }
 }
 
-/// Index of vring 0 in [`Tx::queues`]: we send on it.
+/// Index of vring 0 in [`LinkState::queues`]: we send on it.
 const TX: usize = 0;
 /// Index of vring 1: we receive on it.
 const RX: usize = 1;
 
 impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> {
-    /// The remote over `region` in the layout `cfg` (`rpmsg_lite_remote_init`). The driver may
-    /// start before or after; [`Remote::poll`] notices it.
+    /// The remote over `region` in the layout `cfg`, keeping its state in `state`
+    /// (`rpmsg_lite_remote_init` with a static context). The driver may start before or
+    /// after; [`Remote::poll`] notices it.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] when the layout does not fit the region or the ring size exceeds `N`.
-    pub fn new(region: SharedRegion<'r>, platform: P, cfg: LiteConfig) -> Result<Self, Error> {
-        let queues = Self::queues(&region, &cfg)?;
-        Ok(Self::assemble(region, platform, &cfg, queues))
-    }
-
-    /// The same, built in place in `slot` (`rpmsg_lite_remote_init` with a static context):
-    /// a firmware keeps the remote in a `static` without the copy a move would make, e.g.
-    /// `Remote::init(StaticCell::uninit(), ..)`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Remote::new`]; the slot is then left as it was.
-    pub fn init<'s>(
-        slot: &'s mut MaybeUninit<Self>,
+    pub fn new(
         region: SharedRegion<'r>,
         platform: P,
         cfg: LiteConfig,
-    ) -> Result<&'s mut Self, Error> {
-        let queues = Self::queues(&region, &cfg)?;
-        Ok(slot.write(Self::assemble(region, platform, &cfg, queues)))
-    }
-
-    /// Checks the layout against the region and places both vrings.
-    #[inline(always)]
-    fn queues(region: &SharedRegion<'r>, cfg: &LiteConfig) -> Result<[DeviceQueue<N>; 2], Error> {
+        state: &'r mut State<'r, N, EPTS>,
+    ) -> Result<Self, Error> {
         let layout = cfg.validate(region.len())?;
-        let (o0, o1, _) = cfg.offsets();
-        let queue = |offset| -> Result<DeviceQueue<N>, Error> {
-            DeviceQueue::new(Vring::new(region, offset, layout)?)
-                .map_err(|_| Error::Config("ring size above the remote's capacity N"))
-        };
-        Ok([queue(o0)?, queue(o1)?])
-    }
-
-    #[inline(always)]
-    fn assemble(
-        region: SharedRegion<'r>,
-        platform: P,
-        cfg: &LiteConfig,
-        queues: [DeviceQueue<N>; 2],
-    ) -> Self {
-        Self {
+        if usize::from(layout.num) > N {
+            return Err(Error::Config("ring size above the remote's capacity N"));
+        }
+        let (o0, o1, rings_end) = cfg.offsets();
+        let rings = [
+            Vring::new(&region, o0, layout)?,
+            Vring::new(&region, o1, layout)?,
+        ];
+        let State { link, epts } = state;
+        for (q, ring) in link.queues.iter_mut().zip(rings) {
+            *q = DeviceQueue::new_checked_by_caller(ring);
+        }
+        link.ids = [cfg.link_id << 1, (cfg.link_id << 1) | 1];
+        link.rings_end = rings_end;
+        // `validate` made sure a buffer holds a header; a header counts the payload in 16
+        // bits, whatever the buffers hold.
+        link.mtu = (cfg.buffer_size as usize - HEADER_LEN).min(usize::from(u16::MAX));
+        link.up = false;
+        link.broken = false;
+        link.kicked = false;
+        Ok(Self {
             tx: Tx {
                 region,
                 platform,
-                queues,
-                ids: [cfg.link_id << 1, (cfg.link_id << 1) | 1],
-                rings_end: cfg.offsets().2,
-                // `validate` made sure a buffer holds a header; a header counts the payload
-                // in 16 bits, whatever the buffers hold.
-                mtu: (cfg.buffer_size as usize - HEADER_LEN).min(usize::from(u16::MAX)),
-                up: false,
-                broken: false,
-                stats: LinkStats::default(),
+                s: link,
             },
-            epts: [None; EPTS],
-            kicked: false,
-        }
+            epts,
+        })
     }
 
     /// Whether the driver is there (`rpmsg_lite_is_link_up`). [`Remote::poll`] and
     /// [`Remote::handle_notify`] find out.
     pub fn is_up(&self) -> bool {
-        self.tx.up
+        self.tx.s.up
     }
 
     /// Payload bytes one message can carry: a buffer less its header, at most 65,535 (the
     /// header's length field).
     pub fn mtu(&self) -> usize {
-        self.tx.mtu
+        self.tx.s.mtu
     }
 
     /// The counters: messages, drops and the driver's violations.
     pub fn stats(&self) -> &LinkStats {
-        &self.tx.stats
+        &self.tx.s.stats
     }
 
     /// Notify ids of vring 0 and vring 1 (`(link_id << 1) | queue`).
     pub fn notify_ids(&self) -> [u32; 2] {
-        self.tx.ids
+        self.tx.s.ids
     }
 
     /// The platform given to [`Remote::new`].
@@ -234,8 +288,8 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
     ///
     /// As [`Remote::poll`].
     pub fn handle_notify(&mut self, id: u32) -> Result<usize, Error> {
-        if id == self.tx.ids[0] {
-            self.kicked = true;
+        if id == self.tx.s.ids[0] {
+            self.tx.s.kicked = true;
         }
         self.poll()
     }
@@ -253,22 +307,27 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
     /// stopped; every later call says so). Malformed messages are dropped and counted, not
     /// errors.
     pub fn poll(&mut self) -> Result<usize, Error> {
-        self.tx.healthy()?;
-        if !self.tx.up && !self.attach()? {
+        self.poll_rings().map_err(|Stopped| self.tx.stop_error())
+    }
+
+    fn poll_rings(&mut self) -> Result<usize, Stopped> {
+        self.tx.check()?;
+        if !self.tx.s.up && !self.tx.attach()? {
             return Ok(0);
         }
         let mut taken = 0;
         while taken < 4 * N {
-            let Some(t) = self.tx.take(RX, HEADER_LEN)? else {
-                break;
-            };
-            taken += 1;
-            if let Some((id, off, cap)) = t {
-                self.deliver(off, cap)?;
-                // used.len = desc.len, as every reader accepts (wire.md 4.5).
-                self.tx.give_back(RX, id, cap)?;
-                // A callback's send may have found a broken ring: stop here too.
-                self.tx.healthy()?;
+            match self.tx.take(RX, HEADER_LEN)? {
+                Taken::Nothing => break,
+                Taken::Refused => taken += 1,
+                Taken::Buffer(id, off, cap) => {
+                    taken += 1;
+                    self.deliver(off, cap)?;
+                    // used.len = desc.len, as every reader accepts (wire.md 4.5).
+                    self.tx.give_back(RX, id, cap)?;
+                    // A callback's send may have found a broken ring: stop here too.
+                    self.tx.check()?;
+                }
             }
         }
         if taken > 0 {
@@ -279,14 +338,15 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
 
     /// Reads the header of the buffer at `off` (`cap` bytes) and runs the callback of the
     /// endpoint it is for.
-    fn deliver(&mut self, off: usize, cap: u32) -> Result<(), Error> {
+    fn deliver(&mut self, off: usize, cap: u32) -> Result<(), Stopped> {
         let region = self.tx.region;
         self.tx.invalidate(off, HEADER_LEN);
         let mut hb = [0u8; HEADER_LEN];
-        region.copy_out(off, &mut hb)?;
+        let read = region.copy_out(off, &mut hb);
+        self.tx.access(read)?;
         let hdr = RpmsgRepr::from_bytes(&hb);
         let room = cap - HEADER_LEN as u32;
-        let stats = &mut self.tx.stats;
+        let stats = &mut self.tx.s.stats;
         if u32::from(hdr.len) > room {
             stats.rx_malformed = stats.rx_malformed.wrapping_add(1);
             return self.tx.violation(Violation::LengthTooLarge {
@@ -301,7 +361,7 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
         stats.rx_messages = stats.rx_messages.wrapping_add(1);
         let payload = off + HEADER_LEN;
         self.tx.invalidate(payload, usize::from(hdr.len));
-        (ept.handler)(Message {
+        ept.handler.receive(Message {
             region,
             offset: payload,
             len: usize::from(hdr.len),
@@ -310,22 +370,6 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
             tx: &mut self.tx,
         });
         Ok(())
-    }
-
-    /// Looks for the driver; attaches both rings when it is there.
-    fn attach(&mut self) -> Result<bool, Error> {
-        let tx = &mut self.tx;
-        let region = tx.region;
-        let (o, l) = tx.queues[TX].ring().avail_range();
-        tx.invalidate(o, l);
-        if self.kicked || tx.queues[TX].ring().avail_idx(&region)? != 0 {
-            for q in &mut tx.queues {
-                q.attach(&region)?;
-            }
-            tx.up = true;
-            tx.stats.sessions = tx.stats.sessions.wrapping_add(1);
-        }
-        Ok(tx.up)
     }
 
     /// Binds an endpoint at `addr` whose messages go to `handler` (`rpmsg_lite_create_ept`).
@@ -430,23 +474,77 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
     }
 }
 
+/// The remote stopped on a ring fault, recorded in [`LinkStats::last_violation`]: what the
+/// internal steps return, so that only the public methods build an [`Error`] (one copy of the
+/// violation, where the caller needs it).
+struct Stopped;
+
+/// What [`Tx::take`] found on a ring.
+enum Taken {
+    /// Nothing available.
+    Nothing,
+    /// A buffer that failed a check: counted, and already given back empty.
+    Refused,
+    /// A single descriptor of the size asked for that lies in the region, clear of both
+    /// vrings: its id, region offset and length.
+    Buffer(u16, usize, u32),
+}
+
 impl<P: Platform, const N: usize> Tx<'_, P, N> {
-    fn healthy(&self) -> Result<(), Error> {
-        match self.stats.last_violation {
-            Some(v) if self.broken => Err(Error::PeerViolation(v)),
-            _ => Ok(()),
+    /// Looks for the driver; attaches both rings when it is there.
+    fn attach(&mut self) -> Result<bool, Stopped> {
+        let region = self.region;
+        let (o, l) = self.s.queues[TX].ring().avail_range();
+        self.invalidate(o, l);
+        let idx = self.s.queues[TX].ring().avail_idx(&region);
+        if self.s.kicked || self.access(idx)? != 0 {
+            for q in 0..2 {
+                let attached = self.s.queues[q].attach(&region);
+                self.ring(attached)?;
+            }
+            self.s.up = true;
+            self.s.stats.sessions = self.s.stats.sessions.wrapping_add(1);
         }
+        Ok(self.s.up)
     }
 
-    /// Counts `v`; a fatal one also stops the remote and is returned as the error.
-    fn violation(&mut self, v: Violation) -> Result<(), Error> {
-        self.stats.peer_violations = self.stats.peer_violations.wrapping_add(1);
-        self.stats.last_violation = Some(v);
+    fn check(&self) -> Result<(), Stopped> {
+        if self.s.broken { Err(Stopped) } else { Ok(()) }
+    }
+
+    /// The error a stopped remote reports: the fault that stopped it.
+    fn stop_error(&self) -> Error {
+        // `broken` is only ever set together with `last_violation`.
+        self.s
+            .stats
+            .last_violation
+            .map_or(Error::NotReady, Error::PeerViolation)
+    }
+
+    /// Counts `v`; one that breaks its ring also stops the remote.
+    fn violation(&mut self, v: Violation) -> Result<(), Stopped> {
+        self.s.stats.peer_violations = self.s.stats.peer_violations.wrapping_add(1);
+        self.s.stats.last_violation = Some(v);
         if v.breaks_ring() {
-            self.broken = true;
-            return Err(Error::PeerViolation(v));
+            self.s.broken = true;
+            return Err(Stopped);
         }
         Ok(())
+    }
+
+    /// A ring operation's result; its violation, if any, stops the remote: only our own
+    /// rings' placement (checked by `new`) or our own bookkeeping could cause one.
+    fn ring<T>(&mut self, r: Result<T, Violation>) -> Result<T, Stopped> {
+        r.or_else(|v| {
+            self.violation(v)?;
+            self.s.broken = true;
+            Err(Stopped)
+        })
+    }
+
+    /// A region access's result, as [`Tx::ring`].
+    fn access<T>(&mut self, r: Result<T, AccessError>) -> Result<T, Stopped> {
+        self.ring(r.map_err(Violation::OutOfRegion))
     }
 
     /// Discards cached lines over `len` bytes at region `offset` before we read what the
@@ -458,33 +556,30 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
 
     /// Makes ring `q`'s used ring (and what it returns) visible, then rings its doorbell.
     fn notify(&self, q: usize) {
-        let (offset, len) = self.queues[q].ring().used_range();
+        let (offset, len) = self.s.queues[q].ring().used_range();
         self.platform
             .cache_clean(self.region.base_addr() + offset, len);
-        self.platform.notify(self.ids[q]);
+        self.platform.notify(self.s.ids[q]);
     }
 
     /// Returns buffer `id` on ring `q`'s used ring with `len`.
-    fn give_back(&mut self, q: usize, id: u16, len: u32) -> Result<(), Error> {
-        self.queues[q].push_used(&self.region, id, len)?;
-        Ok(())
+    fn give_back(&mut self, q: usize, id: u16, len: u32) -> Result<(), Stopped> {
+        let pushed = self.s.queues[q].push_used(&self.region, id, len);
+        self.ring(pushed)
     }
 
-    /// Takes the next buffer the driver made available on ring `q`. `None` when there is none;
-    /// `Some(None)` when it failed a check (counted, and already given back empty);
-    /// `Some(Some((id, region offset, length)))` for a single descriptor of at least `need`
-    /// bytes that lies in the region, clear of both vrings.
-    #[allow(clippy::type_complexity)]
-    fn take(&mut self, q: usize, need: usize) -> Result<Option<Option<(u16, usize, u32)>>, Error> {
+    /// Takes the next buffer the driver made available on ring `q`, checked to hold `need`
+    /// bytes.
+    fn take(&mut self, q: usize, need: usize) -> Result<Taken, Stopped> {
         let region = self.region;
-        let (o, l) = self.queues[q].ring().avail_range();
+        let (o, l) = self.s.queues[q].ring().avail_range();
         self.invalidate(o, l);
-        let p = match self.queues[q].pop_avail(&region) {
-            Ok(None) => return Ok(None),
+        let p = match self.s.queues[q].pop_avail(&region) {
+            Ok(None) => return Ok(Taken::Nothing),
             Ok(Some(p)) => p,
             Err(v) => {
                 self.violation(v)?;
-                return Ok(Some(None));
+                return Ok(Taken::Refused);
             }
         };
         let len = p.len as usize;
@@ -503,9 +598,9 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
                 .platform
                 .address_map()
                 .to_offset(p.addr, len)
-                .filter(|&off| off >= self.rings_end && region.contains(off, len));
+                .filter(|&off| off >= self.s.rings_end && region.contains(off, len));
             if let Some(off) = off {
-                return Ok(Some(Some((p.id, off, p.len))));
+                return Ok(Taken::Buffer(p.id, off, p.len));
             }
             Violation::BadAddress {
                 addr: p.addr,
@@ -514,39 +609,49 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
         };
         self.violation(v)?;
         if q == RX {
-            self.stats.rx_malformed = self.stats.rx_malformed.wrapping_add(1);
+            self.s.stats.rx_malformed = self.s.stats.rx_malformed.wrapping_add(1);
         }
         // Give it back empty: the driver loses nothing.
         self.give_back(q, p.id, 0)?;
         self.notify(q);
-        Ok(Some(None))
+        Ok(Taken::Refused)
     }
 
     fn send(&mut self, src: u32, dst: u32, data: &[u8]) -> Result<(), Error> {
-        self.healthy()?;
-        if !self.up {
+        if self.s.broken {
+            return Err(self.stop_error());
+        }
+        if !self.s.up {
             return Err(Error::NotReady);
         }
         if src == RPMSG_ADDR_ANY || dst == RPMSG_ADDR_ANY {
             return Err(Error::InvalidAddress(RPMSG_ADDR_ANY));
         }
         let len = match u16::try_from(data.len()) {
-            Ok(len) if data.len() <= self.mtu => len,
+            Ok(len) if data.len() <= self.s.mtu => len,
             _ => {
                 return Err(Error::PayloadTooLarge {
                     len: data.len(),
-                    max: self.mtu,
+                    max: self.s.mtu,
                 });
             }
         };
+        match self.put(src, dst, len, data) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::NoBuffer),
+            Err(Stopped) => Err(self.stop_error()),
+        }
+    }
+
+    /// Writes one message into the driver's next free buffer; `false` when it has none.
+    fn put(&mut self, src: u32, dst: u32, len: u16, data: &[u8]) -> Result<bool, Stopped> {
         let need = HEADER_LEN + data.len();
         // Bounded: each round takes one ring entry, and a ring holds at most N.
         for _ in 0..=N {
-            let Some(t) = self.take(TX, need)? else {
-                return Err(Error::NoBuffer);
-            };
-            let Some((id, off, cap)) = t else {
-                continue;
+            let (id, off, cap) = match self.take(TX, need)? {
+                Taken::Nothing => return Ok(false),
+                Taken::Refused => continue,
+                Taken::Buffer(id, off, cap) => (id, off, cap),
             };
             let hdr = RpmsgRepr {
                 src,
@@ -554,16 +659,18 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
                 len,
                 flags: 0,
             };
-            self.region.copy_in(off, &hdr.to_bytes())?;
-            self.region.copy_in(off + HEADER_LEN, data)?;
+            let written = self.region.copy_in(off, &hdr.to_bytes());
+            self.access(written)?;
+            let written = self.region.copy_in(off + HEADER_LEN, data);
+            self.access(written)?;
             self.platform
                 .cache_clean(self.region.base_addr() + off, need);
             self.give_back(TX, id, cap)?;
-            self.stats.tx_messages = self.stats.tx_messages.wrapping_add(1);
+            self.s.stats.tx_messages = self.s.stats.tx_messages.wrapping_add(1);
             self.notify(TX);
-            return Ok(());
+            return Ok(true);
         }
-        Err(Error::NoBuffer)
+        Ok(false)
     }
 }
 

@@ -180,6 +180,25 @@ pub struct LinkStats {
     pub last_violation: Option<Violation>,
 }
 
+impl LinkStats {
+    /// All counters at zero, no violation seen (the same as `default()`, in a `const`).
+    pub const fn new() -> Self {
+        Self {
+            tx_messages: 0,
+            rx_messages: 0,
+            rx_unknown_dst: 0,
+            rx_malformed: 0,
+            ns_malformed: 0,
+            ns_received: 0,
+            peer_violations: 0,
+            backpressure: 0,
+            held: 0,
+            sessions: 0,
+            last_violation: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Idle,

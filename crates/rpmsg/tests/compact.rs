@@ -9,10 +9,9 @@
 mod common;
 
 use common::GuardedMemory;
-use core::mem::MaybeUninit;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
-use rpmsg::compact::{Message, Remote};
+use rpmsg::compact::{Message, Remote, State};
 use rpmsg::port::CriticalSectionRawMutex;
 use rpmsg::testing::{Loopback, TestEnv, TestLink, TestMemory};
 use rpmsg::wire::ns::{NsFlags, NsRepr};
@@ -50,9 +49,14 @@ fn driver<const N: usize>(region: SharedRegion<'_>, lite: LiteConfig) -> TestLin
     .expect("valid driver configuration")
 }
 
+/// A fresh state for one remote, leaked: a test's remote lives as long as the test.
+fn state<'a, const N: usize, const E: usize>() -> &'a mut State<'a, N, E> {
+    Box::leak(Box::new(State::new()))
+}
+
 /// The compact remote over `region`.
 fn remote<const N: usize>(region: SharedRegion<'_>, lite: LiteConfig) -> Remote<'_, Loopback, N> {
-    Remote::new(region, Loopback::new(region), lite).expect("valid remote configuration")
+    Remote::new(region, Loopback::new(region), lite, state()).expect("valid remote configuration")
 }
 
 /// Runs `f` over fresh memory for `lite` with a started driver link and its queue endpoint at
@@ -408,7 +412,7 @@ fn echo_with_translated_addresses() {
     let echo = Echo::default();
     let h = |m: Message<'_>| echo.handle(m);
     let mut remote: Remote<'_, Loopback> =
-        Remote::new(region, Loopback::with_base(region, base), lite).unwrap();
+        Remote::new(region, Loopback::with_base(region, base), lite, state()).unwrap();
     remote.create_endpoint(ECHO, &h).unwrap();
     bring_up(&mut remote);
     for len in [0, 1, 100, MTU] {
@@ -842,7 +846,7 @@ fn endpoint_table_errors_and_dynamic_addresses() {
     assert!(!remote.is_up());
 
     let mut one: Remote<'_, Loopback, 2, 1> =
-        Remote::new(region, Loopback::new(region), lite).unwrap();
+        Remote::new(region, Loopback::new(region), lite, state()).unwrap();
     assert_eq!(one.create_endpoint(53, &h), Ok(53), "address 53 is allowed");
     assert_eq!(
         one.create_endpoint(RPMSG_ADDR_ANY, &h),
@@ -910,7 +914,7 @@ fn invalid_name() {
     });
 }
 
-/// `new` and `init` refuse what cannot work with `Error::Config`: a region one byte too small,
+/// `new` refuses what cannot work with `Error::Config`: a region one byte too small,
 /// a ring larger than `N` (4 entries for a `Remote<_, 2>`), a count that is not a power of two,
 /// an alignment below 16, a buffer size that is not a multiple of 4 or cannot hold a header.
 #[test]
@@ -918,23 +922,21 @@ fn config_errors() {
     let lite = LiteConfig::DEFAULT;
     let mut mem = TestMemory::new(lite.region_len() - 1);
     let small = mem.region();
-    let r: Result<Remote<'_, Loopback>, Error> = Remote::new(small, Loopback::new(small), lite);
-    assert!(matches!(r, Err(Error::Config(_))), "{r:?}");
-    let mut slot = MaybeUninit::<Remote<'_, Loopback>>::uninit();
-    let r = Remote::init(&mut slot, small, Loopback::new(small), lite).map(|_| ());
+    let r: Result<Remote<'_, Loopback>, Error> =
+        Remote::new(small, Loopback::new(small), lite, state());
     assert!(matches!(r, Err(Error::Config(_))), "{r:?}");
 
     let four = LiteConfig::new(4, 496, 16);
     let mut mem = TestMemory::new(1 << 16);
     let region = mem.region();
     let r: Result<Remote<'_, Loopback, 2>, Error> =
-        Remote::new(region, Loopback::new(region), four);
+        Remote::new(region, Loopback::new(region), four, state());
     assert!(matches!(r, Err(Error::Config(_))), "{r:?}");
     let r: Result<Remote<'_, Loopback, 4>, Error> =
-        Remote::new(region, Loopback::new(region), four);
+        Remote::new(region, Loopback::new(region), four, state());
     assert!(r.is_ok(), "{r:?}");
     let r: Result<Remote<'_, Loopback, 8>, Error> =
-        Remote::new(region, Loopback::new(region), four);
+        Remote::new(region, Loopback::new(region), four, state());
     assert!(r.is_ok(), "a capacity above the ring size is fine: {r:?}");
 
     let bad = [
@@ -955,7 +957,7 @@ fn config_errors() {
     ];
     for cfg in bad {
         let r: Result<Remote<'_, Loopback, 4>, Error> =
-            Remote::new(region, Loopback::new(region), cfg);
+            Remote::new(region, Loopback::new(region), cfg, state());
         assert!(matches!(r, Err(Error::Config(_))), "{cfg:?}: {r:?}");
     }
 }
@@ -2067,7 +2069,8 @@ fn cache_maintenance_before_every_read_and_doorbell() {
             base: region.base_addr(),
             log: &log,
         };
-        let mut remote: Remote<'_, CacheLog<'_>> = Remote::new(region, platform, lite).unwrap();
+        let mut remote: Remote<'_, CacheLog<'_>> =
+            Remote::new(region, platform, lite, state()).unwrap();
         remote.create_endpoint(ECHO, &h).unwrap();
         m.start();
         assert_eq!(remote.poll(), Ok(0));
@@ -2539,40 +2542,6 @@ proptest! {
     ) {
         run_case::<8>(LiteConfig::new(8, 496, 16), honest, &ops)?;
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// 7. The in-place constructor.
-
-/// `Remote::init` builds the remote in a `MaybeUninit` slot, and that remote behaves as one
-/// from `new`: link-up, echo, sends, counters.
-#[test]
-fn init_in_place_works_like_new() {
-    with_driver::<2>(LiteConfig::DEFAULT, |region, _drv, client| {
-        let echo = Echo::default();
-        let h = |m: Message<'_>| echo.handle(m);
-        let mut slot = MaybeUninit::<Remote<'_, Loopback>>::uninit();
-        let remote = Remote::init(
-            &mut slot,
-            region,
-            Loopback::new(region),
-            LiteConfig::DEFAULT,
-        )
-        .expect("valid configuration");
-        assert!(!remote.is_up());
-        assert_eq!(remote.mtu(), MTU);
-        assert_eq!(remote.notify_ids(), [0, 1]);
-        assert_eq!(remote.create_endpoint(ECHO, &h), Ok(ECHO));
-        bring_up(remote);
-        for len in [0, 1, 17, MTU] {
-            let data = pattern(len as u64 + 1000, len);
-            assert!(round_trip(remote, client, ECHO, &data) == data);
-        }
-        remote.try_send(41, CLIENT, b"init").unwrap();
-        assert_eq!(recv_now(client), (b"init".to_vec(), 41));
-        assert_eq!(counts(remote.stats()), [4, 5, 0, 0, 0, 0]);
-        assert_eq!(echo.calls(), 4);
-    });
 }
 
 /// Above 65,535 payload bytes per buffer the 16-bit header length is the limit: 65,536 bytes

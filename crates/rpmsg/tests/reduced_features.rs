@@ -196,14 +196,15 @@ fn device_lite_build_talks_to_a_driver_played_by_hand() -> Result<(), Error> {
 #[cfg(all(feature = "role-device", feature = "layout-lite"))]
 #[test]
 fn compact_remote_talks_to_a_driver_played_by_hand() -> Result<(), Error> {
-    use rpmsg::compact::{Message, Remote};
+    use rpmsg::compact::{Message, Remote, State};
 
     const HOST: u32 = 1024;
     const REMOTE: u32 = 30;
     let lite = LiteConfig::DEFAULT;
     let mut mem = TestMemory::new(lite.region_len());
     let region = mem.region();
-    let mut remote: Remote<'_, _> = Remote::new(region, Loopback::new(region), lite)?;
+    let mut state = State::new();
+    let mut remote: Remote<'_, _> = Remote::new(region, Loopback::new(region), lite, &mut state)?;
     assert_eq!(remote.poll()?, 0);
     assert!(!remote.is_up(), "up before the master laid out the rings");
     let mut master = HandDriver::start(region, lite)?;

@@ -12,7 +12,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
-use rpmsg::compact::{Message, Remote};
+use rpmsg::compact::{Message, Remote, State};
 use rpmsg::port::SpinEnvironment;
 use rpmsg::wire::rsc::{
     CarveoutRepr, FW_RSC_ADDR_ANY, ResourceTable, TraceRepr, VIRTIO_ID_RPMSG, VdevRepr, VringInfo,
@@ -25,6 +25,7 @@ use rpmsg::{
 };
 use rpmsg_firmware_example::platform::{Doorbell, HookStats, PEER_BASE, QemuPlatform};
 use rpmsg_firmware_example::{clock, shmem};
+use static_cell::ConstStaticCell;
 
 type Env = SpinEnvironment<fn() -> u64>;
 type TestLink = Link<'static, QemuPlatform<'static>, Env, 4, 4>;
@@ -708,6 +709,9 @@ fn rsc_pair(t: &mut Tally, region: SharedRegion<'static>) {
 
 type Compact = Remote<'static, QemuPlatform<'static>, 2, 2>;
 
+/// The compact remote's state, in `.bss`.
+static COMPACT_STATE: ConstStaticCell<State<'static, 2, 2>> = ConstStaticCell::new(State::new());
+
 /// The compact remote's echo endpoint: answers each message with its own bytes.
 fn compact_echo(mut msg: Message<'_>) {
     let mut buf = [0u8; 496];
@@ -741,7 +745,7 @@ fn compact_pair(t: &mut Tally, region: SharedRegion<'static>) {
     let drv = new_link(region, &DEVICE_BELL, Config::lite(Role::Driver, lite));
     let _ = drv.set_ns_handler(&DRIVER_NS);
     let platform = QemuPlatform::new(&region, &DRIVER_BELL);
-    let mut remote: Compact = match Remote::new(region, platform, lite) {
+    let mut remote: Compact = match Remote::new(region, platform, lite, COMPACT_STATE.take()) {
         Ok(r) => r,
         Err(e) => fail_hard("compact::Remote::new", e),
     };

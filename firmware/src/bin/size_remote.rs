@@ -18,10 +18,10 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m_rt::entry;
-use rpmsg::compact::{Message, Remote};
+use rpmsg::compact::{Message, Remote, State};
 use rpmsg::{LinearMap, LiteConfig, Platform};
 use rpmsg_firmware_example::shmem;
-use static_cell::StaticCell;
+use static_cell::ConstStaticCell;
 
 /// The doorbell: on a real part, the mailbox register the other core's interrupt watches.
 static MAILBOX: AtomicU32 = AtomicU32::new(0);
@@ -46,8 +46,8 @@ impl Platform for Board {
     }
 }
 
-/// Where the remote lives (RPMsg-Lite's static context): built in place by `Remote::init`.
-static CONTEXT: StaticCell<Remote<'static, Board>> = StaticCell::new();
+/// The remote's state (RPMsg-Lite's static context): all zero, so it lies in `.bss`.
+static STATE: ConstStaticCell<State<'static>> = ConstStaticCell::new(State::new());
 
 /// The receive callback (RPMsg-Lite's `rl_ept_rx_cb_t`).
 fn on_message(msg: Message<'_>) {
@@ -66,7 +66,7 @@ fn main() -> ! {
         },
     };
     // rpmsg_lite_remote_init
-    let Ok(remote) = Remote::init(CONTEXT.uninit(), region, board, LiteConfig::DEFAULT) else {
+    let Ok(mut remote) = Remote::new(region, board, LiteConfig::DEFAULT, STATE.take()) else {
         halt()
     };
     // rpmsg_lite_is_link_up, polled

@@ -27,8 +27,14 @@ mod loom_tests;
 mod tests;
 
 /// A fault of the peer found in the rings. Each names the offending values.
+// A 4-byte tag: every payload then starts 4-aligned, so a violation moves between results,
+// errors and the counters as whole words (a 2-byte tag left 14 unaligned bytes, copied by a
+// `memcpy` call on Cortex-M). Fields are declared smallest-aligned first, which keeps it 16
+// bytes. Tags start at 1, so `None::<Violation>` is tag 0 and a zeroed `LinkStats` is its
+// default: a remote's counters start as part of one zero fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[repr(u32)]
 pub enum Violation {
     /// The peer's ring index ran ahead of ours by more than the queue holds.
     IndexJump {
@@ -38,50 +44,50 @@ pub enum Violation {
         shadow: u16,
         /// Queue size.
         num: u16,
-    },
+    } = 1,
     /// A head or used id not below the queue size.
     IdOutOfRange {
         /// The id found.
         id: u32,
         /// Queue size.
         num: u16,
-    },
+    } = 2,
     /// The device returned a descriptor we had not made available (or returned it twice).
     NotOutstanding {
         /// The id found.
         id: u16,
-    },
+    } = 3,
     /// The driver made available a descriptor the device still holds.
     AlreadyHeld {
         /// The head found.
         id: u16,
-    },
+    } = 4,
     /// A descriptor points outside shared memory.
     BadAddress {
-        /// Peer address found.
-        addr: u64,
         /// Length found.
         len: u32,
-    },
+        /// Peer address found.
+        addr: u64,
+    } = 5,
     /// A descriptor is chained or indirect; RPMsg uses one descriptor per message.
     Chained {
         /// The head.
         id: u16,
         /// Its flags.
         flags: u16,
-    },
+    } = 6,
     /// A message header claims more payload than its buffer holds.
     LengthTooLarge {
         /// Payload length the header claims.
         len: u32,
         /// Payload bytes the buffer holds.
         cap: u32,
-    },
+    } = 7,
     /// A ring or buffer lies outside the region.
-    OutOfRegion(AccessError),
+    OutOfRegion(AccessError) = 8,
     /// A resource-table field the driver writes (vring address, size, alignment) holds
     /// something impossible.
-    BadTable(&'static str),
+    BadTable(&'static str) = 9,
 }
 
 impl Violation {
@@ -154,6 +160,19 @@ pub struct Vring {
 }
 
 impl Vring {
+    /// A ring of size 0 at offset 0, for state not yet set up (every access through it is
+    /// still bounds-checked by the region).
+    pub(crate) const UNPLACED: Self = Self {
+        base: 0,
+        layout: VringLayout {
+            num: 0,
+            align: 0,
+            avail: 0,
+            used: 0,
+            size: 0,
+        },
+    };
+
     /// Places a ring of `layout` at region offset `base`.
     ///
     /// # Errors
@@ -495,6 +514,17 @@ impl<const N: usize> DeviceQueue<N> {
             used_idx: 0,
             held: Outstanding::new(),
         })
+    }
+
+    /// The same, for a caller that has checked `ring.num() <= N` already (an unchecked ring
+    /// larger than `N` would only lose track of the descriptors above `N`, never index outside).
+    pub(crate) const fn new_checked_by_caller(ring: Vring) -> Self {
+        Self {
+            ring,
+            last_avail: 0,
+            used_idx: 0,
+            held: Outstanding::new(),
+        }
     }
 
     /// The ring.
