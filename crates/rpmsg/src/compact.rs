@@ -341,10 +341,8 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
     fn deliver(&mut self, off: usize, cap: u32) -> Result<(), Stopped> {
         let region = self.tx.region;
         self.tx.invalidate(off, HEADER_LEN);
-        let mut hb = [0u8; HEADER_LEN];
-        let read = region.copy_out(off, &mut hb);
-        self.tx.access(read)?;
-        let hdr = RpmsgRepr::from_bytes(&hb);
+        let read = region.read_words(off);
+        let hdr = RpmsgRepr::from_words(self.tx.access(read)?);
         let room = cap - HEADER_LEN as u32;
         let stats = &mut self.tx.s.stats;
         if u32::from(hdr.len) > room {
@@ -598,7 +596,10 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
                 .platform
                 .address_map()
                 .to_offset(p.addr, len)
-                .filter(|&off| off >= self.s.rings_end && region.contains(off, len));
+                .filter(|&off| {
+                    // Headers are read and written as words.
+                    off % 4 == 0 && off >= self.s.rings_end && region.contains(off, len)
+                });
             if let Some(off) = off {
                 return Ok(Taken::Buffer(p.id, off, p.len));
             }

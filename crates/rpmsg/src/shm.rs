@@ -235,6 +235,39 @@ impl<'r> SharedRegion<'r> {
         Ok(())
     }
 
+    /// Reads `K` consecutive little-endian `u32`s at a 4-aligned offset with one bounds check:
+    /// a descriptor, a used element, a message header. Each word is its own access (the
+    /// words are not read atomically together).
+    #[inline]
+    pub fn read_words<const K: usize>(&self, offset: usize) -> Result<[u32; K], AccessError> {
+        let p = self.at(offset, 4 * K, 4)?;
+        let mut words = [0u32; K];
+        for (i, w) in words.iter_mut().enumerate() {
+            // SAFETY: `at` checked that the 4K bytes at `p` lie in the region and are 4-aligned,
+            // and i < K; valid, unreferenced memory.
+            let a = unsafe { AtomicU32::from_ptr(p.add(4 * i).cast()) };
+            *w = u32::from_le(a.load(Ordering::Relaxed));
+        }
+        Ok(words)
+    }
+
+    /// Writes `K` consecutive little-endian `u32`s at a 4-aligned offset with one bounds check
+    /// (nothing is written when it fails).
+    #[inline]
+    pub fn write_words<const K: usize>(
+        &self,
+        offset: usize,
+        words: [u32; K],
+    ) -> Result<(), AccessError> {
+        let p = self.at(offset, 4 * K, 4)?;
+        for (i, w) in words.into_iter().enumerate() {
+            // SAFETY: as in `read_words`.
+            let a = unsafe { AtomicU32::from_ptr(p.add(4 * i).cast()) };
+            a.store(w.to_le(), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Copies `dst.len()` bytes out of the region, starting at `offset`.
     pub fn copy_out(&self, offset: usize, dst: &mut [u8]) -> Result<(), AccessError> {
         let p = self.at(offset, dst.len(), 1)?;
@@ -378,6 +411,29 @@ impl<'r> SharedRegion<'r> {
         self.unit(offset).store(v as u16, Ordering::Relaxed);
         self.unit(offset + 2)
             .store((v >> 16) as u16, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads `K` consecutive `u32`s at a 4-aligned offset (two loom atomics each).
+    pub fn read_words<const K: usize>(&self, offset: usize) -> Result<[u32; K], AccessError> {
+        self.check(offset, 4 * K, 4)?;
+        let mut words = [0u32; K];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = self.read_u32(offset + 4 * i)?;
+        }
+        Ok(words)
+    }
+
+    /// Writes `K` consecutive `u32`s at a 4-aligned offset (two loom atomics each).
+    pub fn write_words<const K: usize>(
+        &self,
+        offset: usize,
+        words: [u32; K],
+    ) -> Result<(), AccessError> {
+        self.check(offset, 4 * K, 4)?;
+        for (i, w) in words.into_iter().enumerate() {
+            self.write_u32(offset + 4 * i, w)?;
+        }
         Ok(())
     }
 
@@ -529,6 +585,39 @@ mod tests {
         );
         assert!(r.copy_in(60, &[1; 5]).is_err());
         assert!(r.fill(0, 65, 0).is_err());
+    }
+
+    #[test]
+    fn word_runs_are_little_endian_checked_once_and_all_or_nothing() {
+        let mut m = Mem([0; 64]);
+        let r = SharedRegion::from_slice(&mut m.0).unwrap();
+        r.write_words(8, [0x1122_3344, 0x5566_7788, 0x99AA_BBCC])
+            .unwrap();
+        let mut out = [0u8; 12];
+        r.copy_out(8, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [
+                0x44, 0x33, 0x22, 0x11, 0x88, 0x77, 0x66, 0x55, 0xCC, 0xBB, 0xAA, 0x99
+            ]
+        );
+        assert_eq!(
+            r.read_words::<3>(8).unwrap(),
+            [0x1122_3344, 0x5566_7788, 0x99AA_BBCC]
+        );
+        assert_eq!(r.read_words::<2>(12).unwrap(), [0x5566_7788, 0x99AA_BBCC]);
+        // The last word in the region, and one word past it.
+        r.write_words(60, [7]).unwrap();
+        assert_eq!(r.read_words::<1>(60).unwrap(), [7]);
+        let e = r.read_words::<2>(60).unwrap_err();
+        assert_eq!((e.offset, e.len, e.region_len), (60, 8, 64));
+        assert!(r.read_words::<4>(usize::MAX - 3).is_err(), "overflow");
+        assert!(r.read_words::<2>(10).is_err(), "misaligned");
+        // A refused run writes nothing, not even its first words.
+        assert!(r.write_words(56, [1, 2, 3]).is_err());
+        assert_eq!(r.read_words::<2>(56).unwrap(), [0, 7]);
+        assert!(r.write_words(6, [1]).is_err(), "misaligned");
+        assert_eq!(r.read_words::<2>(4).unwrap(), [0, 0x1122_3344]);
     }
 
     #[test]

@@ -1653,7 +1653,7 @@ fn avail_index_ahead_by_exactly_num_is_fine() {
 }
 
 /// Vring 1 descriptors the remote must refuse, each followed by a good message: an address past
-/// the end, one straddling the end, the top of the address space, a huge length, an address in
+/// the end, one not 4-aligned, one straddling the end, the top of the address space, a huge length, an address in
 /// the rings, a buffer shorter than a header. Each is counted in `peer_violations` and
 /// `rx_malformed`, named in `last_violation` as a `BadAddress`, returned on the used ring
 /// (used index advanced, length 0), no callback runs for it, and the good message after it is
@@ -1670,8 +1670,9 @@ fn bad_descriptor_addresses_are_counted_and_returned() {
         bring_up(&mut remote);
         let end = region.len() as u64;
         let good = m.tx_buf(1) as u64;
-        let cases: [(&str, u64, u32); 8] = [
+        let cases: [(&str, u64, u32); 9] = [
             ("past the end", end, 512),
+            ("not 4-aligned (headers are read as words)", good + 2, 256),
             ("straddling the end", end - 100, 512),
             ("top of the address space", u64::MAX - 7, 512),
             ("huge length", good, u32::MAX),
@@ -1715,7 +1716,7 @@ fn bad_descriptor_addresses_are_counted_and_returned() {
         let s = remote.stats();
         assert_eq!(
             (s.peer_violations, s.rx_malformed, s.rx_messages),
-            (8, 8, 8)
+            (9, 9, 9)
         );
         assert!(remote.is_up());
     });
@@ -1915,9 +1916,11 @@ fn bad_transmit_buffers_are_skipped() {
         assert_eq!(after[..used], rings_before[0][..used]);
         assert_eq!(m.rings[1].snapshot(), rings_before[1]);
 
-        // Now every buffer offered is bad: into vring 1, past the end, too short.
-        let cases: [(u64, u32); 3] = [
+        // Now every buffer offered is bad: into vring 1, past the end, not 4-aligned, too
+        // short.
+        let cases: [(u64, u32); 4] = [
             (lite.vring_size as u64, 512),
+            (m.rx_buf(0) as u64 + 1, 500),
             (region.len() as u64, 512),
             (m.rx_buf(0) as u64, 20),
         ];

@@ -240,18 +240,24 @@ impl Vring {
         len: u32,
         flags: u16,
     ) -> Result<(), AccessError> {
-        let d = self.desc(i);
-        r.write_u64(d, addr)?;
-        r.write_u32(d + 8, len)?;
-        r.write_u16(d + 12, flags)?;
         // `next` is meaningless without NEXT; keep the `i + 1` chain other peers leave there.
-        r.write_u16(d + 14, i.wrapping_add(1) & self.mask())
+        let next = i.wrapping_add(1) & self.mask();
+        r.write_words(
+            self.desc(i),
+            [
+                addr as u32,
+                (addr >> 32) as u32,
+                len,
+                u32::from(flags) | (u32::from(next) << 16),
+            ],
+        )
     }
 
     /// Reads descriptor `i`: (addr, len, flags).
     pub fn read_desc(&self, r: &SharedRegion<'_>, i: u16) -> Result<(u64, u32, u16), AccessError> {
-        let d = self.desc(i);
-        Ok((r.read_u64(d)?, r.read_u32(d + 8)?, r.read_u16(d + 12)?))
+        // addr (low, high), len, flags | next << 16: one bounds check for the whole entry.
+        let [lo, hi, len, flags] = r.read_words(self.desc(i))?;
+        Ok((u64::from(lo) | (u64::from(hi) << 32), len, flags as u16))
     }
 
     /// Zeroes the whole ring (the driver does this before first use).
@@ -453,8 +459,8 @@ impl<const N: usize> DriverQueue<N> {
         // pairs with the device's release before its `used.idx` store.
         fence::acquire();
         let slot = self.last_used & self.ring.mask();
-        let id = r.read_u32(self.ring.used(used::id(slot)))?;
-        let len = r.read_u32(self.ring.used(used::len(slot)))?;
+        // The element's id and len, with one bounds check.
+        let [id, len] = r.read_words(self.ring.used(used::id(slot)))?;
         self.last_used = self.last_used.wrapping_add(1);
         let id16 = match u16::try_from(id) {
             Ok(i) if i < self.ring.num() => i,
@@ -610,8 +616,8 @@ impl<const N: usize> DeviceQueue<N> {
             return Err(Violation::NotOutstanding { id });
         }
         let slot = self.used_idx & self.ring.mask();
-        r.write_u32(self.ring.used(used::id(slot)), u32::from(id))?;
-        r.write_u32(self.ring.used(used::len(slot)), len)?;
+        // The element: id, then len.
+        r.write_words(self.ring.used(used::id(slot)), [u32::from(id), len])?;
         // Release: the element and what we wrote into the buffer are visible before the index
         // that returns them; pairs with the driver's acquire after it reads `used.idx`.
         fence::release();

@@ -89,6 +89,28 @@ impl RpmsgRepr {
         }
     }
 
+    /// The header from its four little-endian words as read from memory: src, dst, reserved,
+    /// then len in the low and flags in the high half.
+    pub fn from_words(w: [u32; 4]) -> Self {
+        Self {
+            src: w[0],
+            dst: w[1],
+            len: w[3] as u16,
+            flags: (w[3] >> 16) as u16,
+        }
+    }
+
+    /// The header as four words for [`SharedRegion::write_words`](crate::SharedRegion::write_words);
+    /// `reserved` is 0.
+    pub fn to_words(&self) -> [u32; 4] {
+        [
+            self.src,
+            self.dst,
+            0,
+            u32::from(self.len) | (u32::from(self.flags) << 16),
+        ]
+    }
+
     /// The 16 bytes to put in front of the payload; `reserved` is 0.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let hdr = RpmsgHeader {
