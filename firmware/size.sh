@@ -2,7 +2,7 @@
 # Footprint of rpmsg on a Cortex-M4 against RPMsg-Lite's.
 #
 # Builds the minimal remote (`size-remote`: init, one callback endpoint, send, receive, with
-# `rpmsg::compact::Remote`), the same user on the full `rpmsg::Link` (`size-remote-link`) and an
+# `rpmsg::compact::Remote` and its `State` in `.bss`), the same user on the full `rpmsg::Link` (`size-remote-link`) and an
 # empty cortex-m-rt firmware (`size-empty`) without this package's default `full` feature, so the
 # core has only the device role and RPMsg-Lite's layout (its `role-device` and `layout-lite`
 # features; the build-time choice RPMsg-Lite makes), with the release profile of this workspace
@@ -63,6 +63,11 @@ verdict() {
     if [ "$1" -le "$2" ]; then echo "smaller or equal"; else echo "LARGER by $(($1 - $2)) B"; fi
 }
 echo "compact::Remote against RPMsg-Lite: flash $(verdict $flash_d $ANCHOR_FLASH); RAM $(verdict $ram_d $ANCHOR_RAM)"
+# The remote's state is meant to be all zero (`.bss`): an initialised image of it would cost
+# flash and a start-up copy.
+state=$(llvm-nm -C "$OUT/size-remote" 2>/dev/null |
+    awk '$3 ~ /^size_remote::STATE(::h[0-9a-f]+)?$/ { print $2 }' || true)
+echo "size-remote: .data ${rd} B; the remote's State in $(case "$state" in b | B) echo ".bss" ;; d | D) echo ".data (not zero!)" ;; *) echo "? (llvm-nm)" ;; esac)"
 
 if [ "${1:-}" = "--symbols" ]; then
     echo

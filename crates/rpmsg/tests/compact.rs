@@ -2665,3 +2665,31 @@ fn mtu_is_what_one_message_can_carry() {
         "mtu {mtu}"
     );
 }
+
+/// A plain `fn` is a handler as a closure is (`Receive` covers every `Fn(Message) + Sync`), a
+/// `State::default()` serves as `State::new()` does, and a fresh remote's counters are
+/// `LinkStats::new()`, the same as `LinkStats::default()`.
+#[test]
+fn fn_handlers_default_state_and_zero_counters() {
+    static SEEN: AtomicU32 = AtomicU32::new(0);
+    fn on_message(msg: Message<'_>) {
+        SEEN.fetch_add(msg.len() as u32 + 1000 * msg.src(), Ordering::Relaxed);
+    }
+    with_driver::<2>(LiteConfig::DEFAULT, |region, _drv, client| {
+        let mut state: State<'_> = State::default();
+        let mut remote: Remote<'_, Loopback> = Remote::new(
+            region,
+            Loopback::new(region),
+            LiteConfig::DEFAULT,
+            &mut state,
+        )
+        .unwrap();
+        assert_eq!(*remote.stats(), LinkStats::new());
+        assert_eq!(LinkStats::new(), LinkStats::default());
+        assert_eq!(remote.create_endpoint(ECHO, &on_message), Ok(ECHO));
+        bring_up(&mut remote);
+        client.send_to(ECHO, b"four").unwrap();
+        assert_eq!(remote.poll(), Ok(1));
+        assert_eq!(SEEN.load(Ordering::Relaxed), 4 + 1000 * CLIENT);
+    });
+}

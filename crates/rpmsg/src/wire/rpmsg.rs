@@ -170,6 +170,29 @@ mod tests {
         assert_eq!(r.to_bytes(), LINUX_HDR);
     }
 
+    /// The word form is the byte form read as four little-endian words.
+    #[test]
+    fn words_are_the_header_read_as_little_endian_words() {
+        let words: [u32; 4] = core::array::from_fn(|i| {
+            u32::from_le_bytes(LINUX_HDR[4 * i..4 * i + 4].try_into().unwrap())
+        });
+        let r = RpmsgRepr::from_words(words);
+        assert_eq!(r, RpmsgRepr::parse(&LINUX_HDR).unwrap());
+        assert_eq!(r.to_words(), words);
+        let odd = RpmsgRepr {
+            src: 0xDEAD_BEEF,
+            dst: 53,
+            len: 0xFFFF,
+            flags: 0x8001,
+        };
+        let bytes = odd.to_bytes();
+        let back: [u32; 4] = core::array::from_fn(|i| {
+            u32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap())
+        });
+        assert_eq!(odd.to_words(), back);
+        assert_eq!(RpmsgRepr::from_words(back), odd);
+    }
+
     #[test]
     fn ignores_reserved_written_by_rpmsg_lite() {
         // RPMsg-Lite leaves a descriptor index in bytes 10..12.
