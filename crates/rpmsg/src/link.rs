@@ -558,13 +558,15 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     }
 
     /// Payload bytes of the largest message we can send now (driver: buffer size − 16; device:
-    /// RPMsg-Lite's configured size − 16, or 496 before we see a buffer).
+    /// RPMsg-Lite's configured size − 16, or 496 before we see a buffer), at most 65,535: the
+    /// header counts the payload in 16 bits, whatever the buffers hold.
     pub fn mtu(&self) -> usize {
-        match (self.cfg.role, self.cfg.layout) {
-            (_, LayoutConfig::Lite(l)) => l.buffer_size as usize - HEADER_LEN,
-            (Role::Driver, LayoutConfig::RscTable(r)) => r.buffer_size as usize - HEADER_LEN,
-            (Role::Device, LayoutConfig::RscTable(_)) => 512 - HEADER_LEN,
-        }
+        let buffer = match (self.cfg.role, self.cfg.layout) {
+            (_, LayoutConfig::Lite(l)) => l.buffer_size as usize,
+            (Role::Driver, LayoutConfig::RscTable(r)) => r.buffer_size as usize,
+            (Role::Device, LayoutConfig::RscTable(_)) => 512,
+        };
+        (buffer - HEADER_LEN).min(usize::from(u16::MAX))
     }
 
     /// The notify ids of vring 0 and vring 1 (what [`Platform::notify`] receives).

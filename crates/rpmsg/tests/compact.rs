@@ -2577,6 +2577,15 @@ fn payload_capped_at_sixteen_bits_with_huge_buffers() {
     let (n, src) = client.recv(&mut buf, Timeout::NoWait).unwrap();
     assert_eq!((n, src), (65_535, ECHO));
     assert!(buf[..n] == big[..]);
+    // The driver `Link` has the same cap.
+    assert_eq!(drv.mtu(), 65_535);
+    assert_eq!(
+        client.try_send_to(ECHO, &vec![0; 65_536]),
+        Err(Error::PayloadTooLarge {
+            len: 65_536,
+            max: 65_535
+        })
+    );
     client.try_send_to(ECHO, &big).unwrap();
     assert_eq!(remote.poll(), Ok(1));
     let got = sink.take();
