@@ -161,3 +161,19 @@ fn every_link_is_sync() {
     }
     generic::<Loopback, TestEnv, 2, 8>();
 }
+
+/// The compact remote and its state can be handed to the context that drives it (the remote in a
+/// `critical_section::Mutex<RefCell<_>>` needs `Send`, a `static` state needs `Sync`), for every
+/// platform. A message is only ever seen inside its callback, so it need not be either.
+#[cfg(all(feature = "role-device", feature = "layout-lite"))]
+#[test]
+fn compact_remote_and_state_are_send_and_sync() {
+    use rpmsg::compact::{Message, Receive, Remote, State};
+    fn generic<P: Platform + Send, const N: usize, const EPTS: usize>() {
+        send_sync::<Remote<'static, P, N, EPTS>>();
+        send_sync::<State<'static, N, EPTS>>();
+    }
+    generic::<Loopback, 2, 4>();
+    sync::<dyn Receive>();
+    assert_not_impl!(Message<'static>: Send);
+}
