@@ -10,6 +10,11 @@
 //! fails a check goes back to the driver and is counted in [`LinkStats`], and a ring the driver
 //! broke stops the remote with [`Error::PeerViolation`] instead of a panic.
 //!
+//! Its state (ring positions, counters, bound endpoints) lives in a [`State`] the caller
+//! provides, as RPMsg-Lite's static context does; `State::new()` is all zero bytes, so a
+//! firmware keeps it in a `static` in `.bss` at no flash cost, and the [`Remote`] itself is a
+//! handle of a few words.
+//!
 //! What it leaves to [`Link`](crate::Link): the driver role, the resource-table layout,
 //! blocking calls with timeouts, receive queues, buffers kept past their callback, zero-copy
 //! transmit buffers, async, and sharing one link between contexts without `&mut`. An
