@@ -229,6 +229,8 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
         state: &'r mut State<'r, N, EPTS>,
     ) -> Result<Self, Error> {
         let layout = cfg.validate(region.len())?;
+        // `DeviceQueue::new`'s capacity check, once for both rings: its `Result` per ring,
+        // moved into place, costs 224 B of flash on the minimal remote.
         if usize::from(layout.num) > N {
             return Err(Error::Config("ring size above the remote's capacity N"));
         }
@@ -237,6 +239,9 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
             Vring::new(&region, o0, layout)?,
             Vring::new(&region, o1, layout)?,
         ];
+        // The rest of `state` is as `State::new` made it: a state serves one remote (the
+        // borrow lasts as long as `'r`), so `up`, `broken`, `kicked`, counters and endpoints
+        // need no reset.
         let State { link, epts } = state;
         for (q, ring) in link.queues.iter_mut().zip(rings) {
             *q = DeviceQueue::new_checked_by_caller(ring);
@@ -246,9 +251,6 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
         // `validate` made sure a buffer holds a header; a header counts the payload in 16
         // bits, whatever the buffers hold.
         link.mtu = (cfg.buffer_size as usize - HEADER_LEN).min(usize::from(u16::MAX));
-        link.up = false;
-        link.broken = false;
-        link.kicked = false;
         Ok(Self {
             tx: Tx {
                 region,
