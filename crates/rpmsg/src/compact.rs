@@ -306,7 +306,9 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
     /// that keeps sending cannot keep us here. Returns how many buffers it took.
     ///
     /// Before the link is up it only looks for the driver: the driver's first kick of vring 0
-    /// (see [`Remote::handle_notify`]) or its receive buffers on vring 0.
+    /// (see [`Remote::handle_notify`]) or its receive buffers on vring 0. Coming up reads no
+    /// used index: each ring's is taken at the first buffer the driver publishes on it, so a
+    /// master still pre-filling vring 1 (`rpmsg_lite_master_init`) keeps its count.
     ///
     /// # Errors
     ///

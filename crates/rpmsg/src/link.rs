@@ -20,7 +20,13 @@
 //! `DRIVER_OK` bit of the status byte (tested, never compared whole); without one (RPMsg-Lite
 //! master), the first vring 0 notification or a non-zero vring 0 `avail.idx`, since an
 //! interrupt may come before our handler is installed. The device's used indices continue from
-//! memory (an RPMsg-Lite master pre-fills vring 1's used ring). If the status byte later loses
+//! memory (an RPMsg-Lite master pre-fills vring 1's used ring), but the device never takes a
+//! shadow index from a ring the driver may still be writing: link-up reads nothing but vring
+//! 0's `avail.idx`, and each ring's `used.idx` is read at the first buffer the driver makes
+//! available on that ring (`DeviceQueue::attach`), which a driver does only after its set-up.
+//! `rpmsg_lite_master_init` posts vring 0 first, pre-fills vring 1's used ring afterwards and
+//! kicks last, so a device polling in between may be up early without ever writing over the
+//! master's count. If the status byte later loses
 //! `DRIVER_OK`, the device forgets the old session (its buffers and queued messages, marked by
 //! an epoch) and waits for the next. [`Link::shutdown`] announces the destruction of our named
 //! endpoints, resets the status byte on the driver side, and from then on every call is

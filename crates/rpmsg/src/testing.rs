@@ -1,8 +1,11 @@
 //! Test helpers: memory for a region, a platform whose "other core" is in this process, and a
 //! busy-polling environment. Used by the crate's tests, doc examples, benches and fuzzers
-//! (feature `test-utils`).
+//! (feature `test-utils`). [`peers`] holds hand-played peers that replay RPMsg-Lite's,
+//! OpenAMP's and Linux's exact order of writes.
 
 extern crate std;
+
+pub mod peers;
 
 use crate::endpoint::{Endpoint, EndpointConfig};
 use crate::error::Error;

@@ -1,105 +1,20 @@
 //! Our link against hand-written peers that behave exactly as wire.md says Linux, OpenAMP and
 //! RPMsg-Lite do, including their start-up states and quirks (wire.md section 13). The peers
-//! here write raw ring fields; nothing of ours runs on their side.
+//! here write raw ring fields (`rpmsg::testing::peers`); nothing of ours runs on their side.
 
 use core::sync::atomic::AtomicU8;
+use rpmsg::compact::{Message, Remote, State};
+use rpmsg::testing::peers::{LiteMaster, MasterStep, RawRing, header, write_msg};
 use rpmsg::testing::{Loopback, TestEnv, TestMemory};
 use rpmsg::wire::ns::NsRepr;
 use rpmsg::wire::rpmsg::RpmsgRepr;
 use rpmsg::wire::rsc::{
     FW_RSC_ADDR_ANY, ResourceTable, RscTableRepr, VdevRepr, VringInfo, vdev_field,
 };
-use rpmsg::wire::vring::{VringLayout, avail, used};
+use rpmsg::wire::vring::{VringLayout, avail};
 use rpmsg::{
     Config, EndpointConfig, Error, Link, LiteConfig, Role, RscConfig, SharedRegion, Timeout,
 };
-
-/// Raw access to one vring for a mock peer.
-#[derive(Clone, Copy)]
-struct RawRing<'r> {
-    r: SharedRegion<'r>,
-    base: usize,
-    l: VringLayout,
-}
-
-impl RawRing<'_> {
-    fn desc(&self, i: u16, addr: u64, len: u32, flags: u16) {
-        let d = self.base + 16 * usize::from(i);
-        self.r.write_u64(d, addr).unwrap();
-        self.r.write_u32(d + 8, len).unwrap();
-        self.r.write_u16(d + 12, flags).unwrap();
-    }
-    fn avail_flags(&self, v: u16) {
-        self.r
-            .write_u16(self.base + self.l.avail + avail::FLAGS, v)
-            .unwrap();
-    }
-    fn avail_idx(&self) -> u16 {
-        self.r
-            .read_u16(self.base + self.l.avail + avail::IDX)
-            .unwrap()
-    }
-    /// Publishes `id` as the driver does: slot, then index.
-    fn publish(&self, id: u16) {
-        let idx = self.avail_idx();
-        let slot = idx & (self.l.num - 1);
-        self.r
-            .write_u16(self.base + self.l.avail + avail::ring(slot), id)
-            .unwrap();
-        self.r
-            .write_u16(self.base + self.l.avail + avail::IDX, idx.wrapping_add(1))
-            .unwrap();
-    }
-    fn used_idx(&self) -> u16 {
-        self.r
-            .read_u16(self.base + self.l.used + used::IDX)
-            .unwrap()
-    }
-    fn used_elem(&self, i: u16) -> (u32, u32) {
-        let slot = i & (self.l.num - 1);
-        (
-            self.r
-                .read_u32(self.base + self.l.used + used::id(slot))
-                .unwrap(),
-            self.r
-                .read_u32(self.base + self.l.used + used::len(slot))
-                .unwrap(),
-        )
-    }
-    fn push_used(&self, id: u32, len: u32) {
-        let idx = self.used_idx();
-        let slot = idx & (self.l.num - 1);
-        self.r
-            .write_u32(self.base + self.l.used + used::id(slot), id)
-            .unwrap();
-        self.r
-            .write_u32(self.base + self.l.used + used::len(slot), len)
-            .unwrap();
-        self.r
-            .write_u16(self.base + self.l.used + used::IDX, idx.wrapping_add(1))
-            .unwrap();
-    }
-}
-
-fn header(r: &SharedRegion<'_>, off: usize) -> RpmsgRepr {
-    let mut b = [0u8; 16];
-    r.copy_out(off, &mut b).unwrap();
-    RpmsgRepr::from_bytes(&b)
-}
-
-/// Writes a message as a peer would: header (with a peer's chosen `reserved`), payload.
-fn write_msg(r: &SharedRegion<'_>, off: usize, src: u32, dst: u32, payload: &[u8], reserved: u32) {
-    let mut h = RpmsgRepr {
-        src,
-        dst,
-        len: payload.len() as u16,
-        flags: 0,
-    }
-    .to_bytes();
-    h[8..12].copy_from_slice(&reserved.to_le_bytes());
-    r.copy_in(off, &h).unwrap();
-    r.copy_in(off + 16, payload).unwrap();
-}
 
 #[test]
 fn device_against_rpmsg_lite_master() {
@@ -538,4 +453,107 @@ fn resource_table_in_its_own_section() {
     assert_eq!(r.read_u32(0).unwrap(), 0);
     // A misaligned slice is refused.
     assert!(SharedRegion::from_atomics(&TABLE_SECTION.0[1..]).is_err());
+}
+
+/// Item 1 of issue 13: RPMsg-Lite's master initialises slowly and our device polls between
+/// every group of its writes (`rpmsg_lite_master_init`'s order), with the final kick delivered
+/// or lost. Afterwards every `rpmsg_lite_send` of the master must find a buffer: before the fix
+/// the device took vring 1's `used.idx` (0) while the master was still posting vring 0, wrote
+/// 1 over the master's 2 on its first return, and the master's second send failed with
+/// `RL_ERR_NO_MEM` (-5001).
+fn slow_rpmsg_lite_master_against_link(deliver_kick: bool) {
+    let lite = LiteConfig::DEFAULT;
+    let mut mem = TestMemory::new(lite.region_len());
+    let r = mem.region();
+    let mut master = LiteMaster::new(r, lite);
+    let dev: Link<_, _, 2> = Link::new(
+        r,
+        Loopback::new(r),
+        TestEnv::new(),
+        Config::lite(Role::Device, lite),
+    )
+    .unwrap();
+    dev.start().unwrap();
+    let ep = dev
+        .create_endpoint(EndpointConfig::new().addr(30).queue(2))
+        .unwrap();
+    loop {
+        let step = master.step();
+        if step == MasterStep::Kick && deliver_kick {
+            dev.handle_notify(master.kick_id()).unwrap();
+        } else {
+            dev.poll().unwrap();
+        }
+        if step == MasterStep::Done {
+            break;
+        }
+    }
+    assert!(dev.is_up());
+    for k in 0..8u8 {
+        assert_eq!(master.send(1024, 30, &[k; 5]), Ok(()), "send {k}");
+        dev.poll().unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(ep.recv(&mut buf, Timeout::NoWait).unwrap(), (5, 1024));
+        assert_eq!(buf[..5], [k; 5]);
+        ep.send_to(1024, &[k]).unwrap();
+        assert_eq!(master.recv(), Some((30, 1024, vec![k])));
+    }
+    assert_eq!(dev.stats().peer_violations, 0);
+}
+
+#[test]
+fn item1_slow_rpmsg_lite_master_link_with_kick() {
+    slow_rpmsg_lite_master_against_link(true);
+}
+
+#[test]
+fn item1_slow_rpmsg_lite_master_link_kick_lost() {
+    slow_rpmsg_lite_master_against_link(false);
+}
+
+fn slow_rpmsg_lite_master_against_compact(deliver_kick: bool) {
+    let lite = LiteConfig::DEFAULT;
+    let mut mem = TestMemory::new(lite.region_len());
+    let r = mem.region();
+    let mut master = LiteMaster::new(r, lite);
+    let got = std::sync::Mutex::new(Vec::new());
+    let handler = |msg: Message<'_>| {
+        let mut b = [0u8; 16];
+        let n = msg.copy_to(&mut b).unwrap();
+        got.lock().unwrap().push(b[..n].to_vec());
+    };
+    let mut state = State::new();
+    let mut remote: Remote<'_, _> =
+        Remote::new(r, Loopback::new(r), lite, &mut state).unwrap();
+    let addr = remote.create_endpoint(30, &handler).unwrap();
+    loop {
+        let step = master.step();
+        if step == MasterStep::Kick && deliver_kick {
+            remote.handle_notify(master.kick_id()).unwrap();
+        } else {
+            remote.poll().unwrap();
+        }
+        if step == MasterStep::Done {
+            break;
+        }
+    }
+    assert!(remote.is_up());
+    for k in 0..8u8 {
+        assert_eq!(master.send(1024, addr, &[k; 3]), Ok(()), "send {k}");
+        remote.poll().unwrap();
+        assert_eq!(got.lock().unwrap().pop(), Some(vec![k; 3]));
+        remote.try_send(addr, 1024, &[k]).unwrap();
+        assert_eq!(master.recv(), Some((addr, 1024, vec![k])));
+    }
+    assert_eq!(remote.stats().peer_violations, 0);
+}
+
+#[test]
+fn item1_slow_rpmsg_lite_master_compact_with_kick() {
+    slow_rpmsg_lite_master_against_compact(true);
+}
+
+#[test]
+fn item1_slow_rpmsg_lite_master_compact_kick_lost() {
+    slow_rpmsg_lite_master_against_compact(false);
 }

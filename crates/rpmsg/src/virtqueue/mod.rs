@@ -498,6 +498,8 @@ pub struct DeviceQueue<const N: usize> {
     ring: Vring,
     last_avail: u16,
     used_idx: u16,
+    /// `used_idx` was taken from memory in this session (see [`DeviceQueue::attach`]).
+    used_known: bool,
     held: Outstanding<N>,
 }
 
@@ -518,6 +520,7 @@ impl<const N: usize> DeviceQueue<N> {
             ring,
             last_avail: 0,
             used_idx: 0,
+            used_known: false,
             held: Outstanding::new(),
         })
     }
@@ -529,6 +532,7 @@ impl<const N: usize> DeviceQueue<N> {
             ring,
             last_avail: 0,
             used_idx: 0,
+            used_known: false,
             held: Outstanding::new(),
         }
     }
@@ -538,12 +542,23 @@ impl<const N: usize> DeviceQueue<N> {
         &self.ring
     }
 
-    /// Synchronises with a ring the driver has just set up: our avail position starts at 0 and
-    /// our used index continues from what is in memory (an RPMsg-Lite master pre-fills vring 1's
-    /// used ring, wire.md 13 #8).
+    /// Synchronises with a ring the driver has just set up: our avail position starts at 0, and
+    /// our used index will continue from what is in memory (an RPMsg-Lite master pre-fills
+    /// vring 1's used ring, wire.md 13 #8).
+    ///
+    /// The used index is not read here but at the first [`DeviceQueue::pop_avail`] that finds
+    /// a buffer, after the acquire fence that makes the driver's publication visible: the
+    /// driver may still be writing its used ring when we attach (`rpmsg_lite_master_init`
+    /// posts vring 0's buffers before it pre-fills vring 1's used ring, so a device that
+    /// attaches in between would otherwise cache 0 and later overwrite the master's count),
+    /// and a driver publishes a buffer only once its set-up is done. We need the used index
+    /// only to return a buffer, which we must have popped first. The result is `Ok` always
+    /// now; it stays a `Result` for the callers that check it.
     pub fn attach(&mut self, r: &SharedRegion<'_>) -> Result<(), Violation> {
+        let _ = r;
         self.last_avail = 0;
-        self.used_idx = self.ring.used_idx(r)?;
+        self.used_idx = 0;
+        self.used_known = false;
         self.held = Outstanding::new();
         Ok(())
     }
@@ -583,6 +598,12 @@ impl<const N: usize> DeviceQueue<N> {
         // Acquire: the slot, descriptor and buffer are read after the index that published
         // them; pairs with the driver's release before its `avail.idx` store.
         fence::acquire();
+        if !self.used_known {
+            // The driver's first publication of this session: whatever it wrote into the used
+            // ring during its set-up is visible now (see `attach`).
+            self.used_idx = self.ring.used_idx(r)?;
+            self.used_known = true;
+        }
         let slot = self.last_avail & self.ring.mask();
         let id = r.read_u16(self.ring.avail(avail::ring(slot)))?;
         self.last_avail = self.last_avail.wrapping_add(1);

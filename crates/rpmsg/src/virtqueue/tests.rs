@@ -139,3 +139,20 @@ fn refuses_ring_larger_than_capacity_or_region() {
     assert!(Vring::new(&r, 0, VringLayout::new(256, 4096).unwrap()).is_err());
     assert!(Vring::new(&r, 8, VringLayout::new(2, 16).unwrap()).is_err());
 }
+
+#[test]
+fn item1_device_takes_used_index_at_first_pop_not_at_attach() {
+    // A device that attaches while the master is still setting up (used.idx still 0), then the
+    // master pre-fills the used ring (used.idx = 2) and publishes its first buffer.
+    let mut mem = TestMemory::new(4096);
+    let r = mem.region();
+    let v = ring(&r, 2);
+    let mut dev = DeviceQueue::<2>::new(v).unwrap();
+    dev.attach(&r).unwrap();
+    r.write_u16(v.base + v.layout.used + 2, 2).unwrap();
+    r.write_u16(v.base + v.layout.avail + 4, 0).unwrap();
+    r.write_u16(v.base + v.layout.avail + 2, 1).unwrap();
+    let p = dev.pop_avail(&r).unwrap().unwrap();
+    dev.push_used(&r, p.id, 512).unwrap();
+    assert_eq!(v.used_idx(&r).unwrap(), 3, "continues after the pre-filled 2");
+}
