@@ -78,6 +78,30 @@ impl From<DoorbellArg> for DoorbellMode {
     }
 }
 
+/// `--honour-no-interrupt`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum HonourArg {
+    /// The layout's default: honoured with a resource table (Linux, OpenAMP), ignored with
+    /// RPMsg-Lite's layout (its master sets the flag and still needs every interrupt).
+    #[default]
+    Auto,
+    /// Leave out the doorbell while the driver sets `VRING_AVAIL_F_NO_INTERRUPT`.
+    Yes,
+    /// Ring after every returned buffer, whatever the flag says.
+    No,
+}
+
+impl HonourArg {
+    /// The session option: `None` for the layout's default.
+    pub(crate) fn choice(self) -> Option<bool> {
+        match self {
+            Self::Auto => None,
+            Self::Yes => Some(true),
+            Self::No => Some(false),
+        }
+    }
+}
+
 fn parse_number(s: &str) -> Result<u32, String> {
     let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u32::from_str_radix(hex, 16),
@@ -126,6 +150,10 @@ pub(crate) struct LinkArgs {
     /// Microseconds to spin before sleeping in socket and futex modes.
     #[arg(long, default_value_t = 0, value_name = "US")]
     pub(crate) spin: u64,
+    /// Device side: skip the doorbell while the driver sets VRING_AVAIL_F_NO_INTERRUPT
+    /// (auto: yes with --layout rsc-table, no with lite, whose master needs it anyway).
+    #[arg(long, value_enum, default_value_t = HonourArg::Auto, value_name = "WHEN")]
+    pub(crate) honour_no_interrupt: HonourArg,
 }
 
 impl LinkArgs {
@@ -159,6 +187,7 @@ impl LinkArgs {
         o.wait_for_file = self.wait_for_file.then(|| wait.unwrap_or(forever));
         o.wait_for_driver = wait.unwrap_or(forever);
         o.spin = Duration::from_micros(self.spin);
+        o.honour_no_interrupt = self.honour_no_interrupt.choice();
         o
     }
 }
@@ -357,5 +386,32 @@ pub(crate) fn ns(v: f64) -> String {
         format!("{:.2} µs", v / 1e3)
     } else {
         format!("{v:.0} ns")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        link: LinkArgs,
+    }
+
+    fn honour(args: &[&str]) -> Option<bool> {
+        let cli = Cli::try_parse_from(std::iter::once("rpmsg").chain(args.iter().copied()))
+            .unwrap();
+        cli.link.options(Side::Device, None).honour_no_interrupt
+    }
+
+    #[test]
+    fn item6_honour_no_interrupt_flag() {
+        assert_eq!(honour(&[]), None, "auto: the layout's default");
+        assert_eq!(honour(&["--honour-no-interrupt", "auto"]), None);
+        assert_eq!(honour(&["--honour-no-interrupt", "yes"]), Some(true));
+        assert_eq!(honour(&["--honour-no-interrupt=no"]), Some(false));
+        assert!(Cli::try_parse_from(["rpmsg", "--honour-no-interrupt", "maybe"]).is_err());
     }
 }

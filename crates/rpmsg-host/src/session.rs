@@ -121,6 +121,10 @@ pub struct SessionOptions {
     pub spin: Duration,
     /// How often the service thread looks at the peer.
     pub watch_period: Duration,
+    /// Device side: whether to leave out doorbells while the driver sets
+    /// `VRING_AVAIL_F_NO_INTERRUPT` (`None`: the core's default for the layout, on with a
+    /// resource table, off with RPMsg-Lite's); see `rpmsg::Config::honour_no_interrupt`.
+    pub honour_no_interrupt: Option<bool>,
 }
 
 impl SessionOptions {
@@ -138,6 +142,7 @@ impl SessionOptions {
             wait_for_driver: Duration::from_secs(5),
             spin: Duration::ZERO,
             watch_period: Duration::from_millis(100),
+            honour_no_interrupt: None,
         }
     }
 
@@ -205,6 +210,7 @@ pub struct Session {
     owner: bool,
     pub(crate) spin: Duration,
     pub(crate) watch_period: Duration,
+    honour_no_interrupt: Option<bool>,
     pub(crate) counters: Counters,
     /// Condition-variable wake-ups (socket and busy modes): a generation counter.
     pub(crate) generation: Mutex<u64>,
@@ -361,6 +367,7 @@ impl Session {
             owner,
             spin: opts.spin,
             watch_period: opts.watch_period,
+            honour_no_interrupt: opts.honour_no_interrupt,
             counters: Counters::default(),
             generation: Mutex::new(0),
             cv: Condvar::new(),
@@ -397,14 +404,19 @@ impl Session {
         self.file.geometry()
     }
 
-    /// The core configuration for our side (name service on, the core's timeouts); adjust it
-    /// and pass it to [`Session::link`].
+    /// The core configuration for our side (name service on, the core's timeouts, and
+    /// [`SessionOptions::honour_no_interrupt`] when given); adjust it and pass it to
+    /// [`Session::link`].
     ///
     /// # Errors
     ///
     /// [`HostError::Geometry`].
     pub fn config(&self) -> Result<Config, HostError> {
-        self.geometry().config(self.side.role())
+        let mut cfg = self.geometry().config(self.side.role())?;
+        if let Some(on) = self.honour_no_interrupt {
+            cfg.honour_no_interrupt = on;
+        }
+        Ok(cfg)
     }
 
     /// A link over the file, not started: `N` descriptors at most per ring (at least the

@@ -561,12 +561,14 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
             .cache_invalidate(self.region.base_addr() + offset, len);
     }
 
-    /// Makes ring `q`'s used ring (and what it returns) visible, then rings its doorbell.
-    fn notify(&self, q: usize) {
+    /// Makes ring `q`'s used ring (and what it returns) visible, then rings its doorbell
+    /// (always: an RPMsg-Lite master sets `VRING_AVAIL_F_NO_INTERRUPT` and still needs it).
+    fn notify(&mut self, q: usize) {
         let (offset, len) = self.s.queues[q].ring().used_range();
         self.platform
             .cache_clean(self.region.base_addr() + offset, len);
         self.platform.notify(self.s.ids[q]);
+        self.s.stats.doorbells = self.s.stats.doorbells.wrapping_add(1);
     }
 
     /// Returns buffer `id` on ring `q`'s used ring with `len`.

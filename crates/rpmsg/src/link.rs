@@ -49,9 +49,13 @@
 //!
 //! # What we do where peers differ
 //!
-//! * As device we notify after every used-ring update and ignore the driver's
-//!   `VRING_AVAIL_F_NO_INTERRUPT` by default: an RPMsg-Lite master sets it permanently yet
-//!   relies on the interrupts (wire.md 13 #5). [`Config::honour_no_interrupt`] turns it on.
+//! * As device we notify after every used-ring update unless the driver set
+//!   `VRING_AVAIL_F_NO_INTERRUPT` and [`Config::honour_no_interrupt`] is on: on by default with a
+//!   resource table (Linux and OpenAMP set the flag only when they need no interrupt), off with
+//!   RPMsg-Lite's layout, whose master sets it permanently yet relies on the interrupts (wire.md
+//!   13 #5). The flag is read after `used.idx` is published, behind a full fence, so a driver
+//!   that clears it and re-checks the used ring (virtio's enable-interrupt step) misses
+//!   nothing. [`LinkStats::doorbells`] and [`LinkStats::doorbells_suppressed`] count both.
 //! * As driver we honour `VRING_USED_F_NO_NOTIFY`, and set `VRING_AVAIL_F_NO_INTERRUPT` on
 //!   vring 1 while no sender waits for a buffer, clearing it while one does (as Linux).
 //! * A message whose header claims more than its buffer holds, one for an unknown address, a
@@ -107,12 +111,15 @@ pub struct Config {
     /// wake-ups may be missed (OpenAMP polls every 1 ms).
     pub poll_interval: Duration,
     /// Device role: skip the notification when the driver set `VRING_AVAIL_F_NO_INTERRUPT`.
-    /// Off by default, because an RPMsg-Lite master sets it and still needs the interrupts.
+    /// [`Config::new`] turns it on for the resource-table layout (Linux's and OpenAMP's drivers
+    /// set the flag only while they need no interrupt) and off for RPMsg-Lite's, whose master
+    /// sets it permanently and still needs every interrupt.
     pub honour_no_interrupt: bool,
 }
 
 impl Config {
-    /// A configuration with the defaults: name service on, 15 s send timeout, 1 ms poll.
+    /// A configuration with the defaults: name service on, 15 s send timeout, 1 ms poll,
+    /// `VRING_AVAIL_F_NO_INTERRUPT` honoured with a resource table only.
     pub const fn new(role: Role, layout: LayoutConfig) -> Self {
         Self {
             role,
@@ -120,7 +127,7 @@ impl Config {
             name_service: true,
             send_timeout: Duration::from_secs(15),
             poll_interval: Duration::from_millis(1),
-            honour_no_interrupt: false,
+            honour_no_interrupt: matches!(layout, LayoutConfig::RscTable(_)),
         }
     }
 
@@ -182,6 +189,11 @@ pub struct LinkStats {
     pub held: u32,
     /// Link sessions started (device: each `DRIVER_OK` seen).
     pub sessions: u32,
+    /// Doorbells we rang (`Platform::notify` calls), both rings.
+    pub doorbells: u32,
+    /// Device role: doorbells left out because the driver set `VRING_AVAIL_F_NO_INTERRUPT` and
+    /// [`Config::honour_no_interrupt`] is on.
+    pub doorbells_suppressed: u32,
     /// The last violation seen.
     pub last_violation: Option<Violation>,
 }
@@ -200,6 +212,8 @@ impl LinkStats {
             backpressure: 0,
             held: 0,
             sessions: 0,
+            doorbells: 0,
+            doorbells_suppressed: 0,
             last_violation: None,
         }
     }
@@ -341,6 +355,8 @@ struct State<'r, const N: usize, const EPTS: usize> {
 #[derive(Default)]
 struct Effects {
     notify: [bool; 2],
+    /// A notification of this ring was left out (the driver's `VRING_AVAIL_F_NO_INTERRUPT`).
+    suppressed: [bool; 2],
     ids: [u32; 2],
     wake: bool,
 }
@@ -512,6 +528,14 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             Ok(mut st) => {
                 let r = f(&mut st, &mut fx);
                 fx.ids = st.notify_ids;
+                for (rung, left_out) in fx.notify.iter().zip(fx.suppressed) {
+                    let stats = &mut st.stats;
+                    if *rung {
+                        stats.doorbells = stats.doorbells.wrapping_add(1);
+                    } else if left_out {
+                        stats.doorbells_suppressed = stats.doorbells_suppressed.wrapping_add(1);
+                    }
+                }
                 if fx.wake {
                     // Waking only schedules the task; it cannot re-enter this link.
                     st.wakers.wake_all();
@@ -1330,6 +1354,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         let want = !self.cfg.honour_no_interrupt || q.needs_notify(&self.region).unwrap_or(true);
         if want {
             fx.notify[which] = true;
+        } else {
+            fx.suppressed[which] = true;
         }
     }
 

@@ -4,7 +4,9 @@
 
 use core::sync::atomic::AtomicU8;
 use rpmsg::compact::{Message, Remote, State};
-use rpmsg::testing::peers::{LiteMaster, MasterStep, RawRing, header, write_msg};
+use rpmsg::testing::peers::{
+    LiteMaster, MasterStep, RawRing, RawTable, RscDriver, header, write_msg,
+};
 use rpmsg::testing::{Loopback, TestEnv, TestMemory};
 use rpmsg::wire::ns::NsRepr;
 use rpmsg::wire::rpmsg::RpmsgRepr;
@@ -556,4 +558,113 @@ fn item1_slow_rpmsg_lite_master_compact_with_kick() {
 #[test]
 fn item1_slow_rpmsg_lite_master_compact_kick_lost() {
     slow_rpmsg_lite_master_against_compact(false);
+}
+
+/// A device on a resource table placed in a fresh region by `driver`, which posts `num`
+/// receive buffers on vring 0 and sets `DRIVER_OK`. Returns the rings (vring 0 at 0x400,
+/// vring 1 at 0x800, receive pool at 0x1000, transmit pool at 0x2000).
+fn rsc_session<'r>(
+    r: SharedRegion<'r>,
+    table: &[u8],
+    vdev: usize,
+    num: u16,
+    linux: bool,
+) -> (RawRing<'r>, RawRing<'r>) {
+    r.copy_in(0, table).unwrap();
+    let driver = RscDriver {
+        table: r,
+        vdev,
+        linux,
+    };
+    driver.begin();
+    let l = VringLayout::new(num, 16).unwrap();
+    driver.place(1, [0x400, 0x800]);
+    let (v0, v1) = (
+        RawRing { r, base: 0x400, l },
+        RawRing { r, base: 0x800, l },
+    );
+    for j in 0..num {
+        v0.desc(j, 0x1000 + 512 * u64::from(j), 512, 2);
+        v0.publish(j);
+    }
+    driver.driver_ok();
+    (v0, v1)
+}
+
+/// Item 6 of issue 13: an OpenAMP driver keeps `VRING_AVAIL_F_NO_INTERRUPT` set on vring 1 and
+/// needs no interrupt for the buffers we return there. Before: one doorbell per message
+/// (100 for 100); after, with a resource table, none, each counted as suppressed.
+#[test]
+fn item6_rsc_device_honours_no_interrupt_by_default() {
+    let (table, offsets) = RawTable::new(1).vdev(0, 4, 16, [0, 1]).build();
+    let mut mem = TestMemory::new(0x4000);
+    let r = mem.region();
+    let cfg = Config::rsc_table(Role::Device, RscConfig::new(0, table.len()));
+    assert!(cfg.honour_no_interrupt, "the resource-table default");
+    let dev: Link<_, _, 4> = Link::new(r, Loopback::new(r), TestEnv::new(), cfg).unwrap();
+    let ep = dev
+        .create_endpoint(EndpointConfig::new().addr(30).queue(4))
+        .unwrap();
+    r.copy_in(0, &table).unwrap();
+    dev.start().unwrap();
+    let (_v0, v1) = rsc_session(r, &table, offsets[0], 4, false);
+    v1.avail_flags(1);
+    dev.poll().unwrap();
+    assert!(dev.is_up());
+    let before = dev.stats();
+    for k in 0..100u32 {
+        let id = (k % 4) as u16;
+        let buf = 0x2000 + 512 * (k % 4);
+        write_msg(&r, buf as usize, 0x400, 30, &k.to_le_bytes(), 0);
+        v1.desc(id, buf.into(), 20, 0);
+        v1.publish(id);
+        dev.poll().unwrap();
+        let mut got = [0u8; 4];
+        assert_eq!(ep.recv(&mut got, Timeout::NoWait).unwrap(), (4, 0x400));
+    }
+    assert_eq!(v1.used_idx(), 100);
+    let s = dev.stats();
+    assert_eq!(dev.platform().notifies()[1], 0, "no vring 1 doorbell");
+    assert_eq!(s.doorbells, before.doorbells, "doorbells per message: 0");
+    assert_eq!(s.doorbells_suppressed - before.doorbells_suppressed, 100);
+
+    // The driver clears the flag (it waits for a buffer): the next return rings.
+    v1.avail_flags(0);
+    write_msg(&r, 0x2000, 0x400, 30, b"x", 0);
+    v1.desc(0, 0x2000, 17, 0);
+    v1.publish(0);
+    dev.poll().unwrap();
+    let mut got = [0u8; 4];
+    assert_eq!(ep.recv(&mut got, Timeout::NoWait).unwrap(), (1, 0x400));
+    assert_eq!(dev.platform().notifies()[1], 1);
+    assert_eq!(dev.stats().doorbells, before.doorbells + 1);
+}
+
+/// Item 6, the other half: an RPMsg-Lite master sets the flag permanently and still needs every
+/// interrupt; on the Lite layout we ring once per message, and say so in the counters.
+#[test]
+fn item6_lite_device_rings_once_per_message_despite_the_flag() {
+    let lite = LiteConfig::DEFAULT;
+    let mut mem = TestMemory::new(lite.region_len());
+    let r = mem.region();
+    let cfg = Config::lite(Role::Device, lite);
+    assert!(!cfg.honour_no_interrupt, "the Lite default");
+    let dev: Link<_, _, 2> = Link::new(r, Loopback::new(r), TestEnv::new(), cfg).unwrap();
+    let ep = dev
+        .create_endpoint(EndpointConfig::new().addr(30).queue(2))
+        .unwrap();
+    dev.start().unwrap();
+    let mut master = LiteMaster::new(r, lite);
+    master.init();
+    dev.handle_notify(master.kick_id()).unwrap();
+    let before = (dev.stats().doorbells, dev.platform().notifies()[1]);
+    for k in 0..100u32 {
+        master.send(1024, 30, &k.to_le_bytes()).unwrap();
+        dev.poll().unwrap();
+        let mut got = [0u8; 4];
+        assert_eq!(ep.recv(&mut got, Timeout::NoWait).unwrap(), (4, 1024));
+    }
+    assert_eq!(dev.platform().notifies()[1] - before.1, 100);
+    assert_eq!(dev.stats().doorbells - before.0, 100, "doorbells per message: 1");
+    assert_eq!(dev.stats().doorbells_suppressed, 0);
 }
