@@ -19,7 +19,7 @@
 //!
 //! | region offset | what |
 //! |---|---|
-//! | 0 | resource table (88 bytes; 1 KiB reserved, the most the core reads) |
+//! | 0 | resource table (88 bytes; 1 KiB reserved, the most the core reads, and read whole: a table of any valid shape in it is accepted) |
 //! | `align_up(0x400, align)` | vring 0 |
 //! | `align_up(vring 0 end, align)` | vring 1 |
 //! | `align_up(vring 1 end, 64)` | buffer pool: `buffers` receive buffers, then `buffers` transmit buffers |
@@ -264,7 +264,9 @@ impl Geometry {
             LayoutKind::Lite => LayoutConfig::Lite(self.lite()),
             LayoutKind::RscTable => {
                 let o = self.rsc_offsets()?;
-                let mut r = RscConfig::new(RSC_TABLE_OFFSET, o.table_len);
+                // The whole reserved area: the table the driver side finds there may be any
+                // valid shape (an OpenAMP host's is 116 bytes), not only the 88 we write.
+                let mut r = RscConfig::new(RSC_TABLE_OFFSET, RSC_TABLE_RESERVED);
                 r.vring_offsets = [Some(o.vrings[0]), Some(o.vrings[1])];
                 r.pool_offset = o.pool;
                 r.buffer_size = self.buffer_size;
@@ -349,6 +351,30 @@ mod tests {
         assert_eq!(o.vrings[1], 0x3000);
         assert_eq!(o.pool, 0x40c0);
         assert_eq!(o.region_len, 0x40c0 + 32 * 512);
+    }
+
+    /// Item 4 of issue 13: the table area is the whole reserved KiB, so a device reads a
+    /// 116-byte OpenAMP table (before: only the 88 bytes we write, "resource table entry is
+    /// malformed").
+    #[test]
+    fn item4_rsc_geometry_reads_openamp_116_byte_table() {
+        use rpmsg::testing::TestMemory;
+        use rpmsg::testing::peers::{ZYNQMP_R5_VDEV_OFFSET, openamp_zynqmp_r5_table};
+        let g = Geometry {
+            layout: LayoutKind::RscTable,
+            buffers: 256,
+            buffer_size: 512,
+            align: 0x1000,
+        };
+        let LayoutConfig::RscTable(rsc) = g.layout_config().unwrap() else {
+            panic!("rsc layout");
+        };
+        let mut mem = TestMemory::new(g.region_len().unwrap());
+        let region = mem.region();
+        region.copy_in(0, &openamp_zynqmp_r5_table()).unwrap();
+        let vdev = rsc.read_vdev(&region).unwrap();
+        assert_eq!(vdev.offset, ZYNQMP_R5_VDEV_OFFSET);
+        assert_eq!(vdev.vrings[1].notifyid, 2);
     }
 
     #[test]

@@ -16,7 +16,12 @@
 
 use crate::error::Error;
 use crate::shm::SharedRegion;
-use crate::wire::rsc::{ResourceTable, VIRTIO_ID_RPMSG, VdevInfo};
+use crate::virtqueue::Violation;
+use crate::wire::Error as WireError;
+use crate::wire::rsc::{
+    CARVEOUT_LEN, RSC_CARVEOUT, RSC_DEVMEM, RSC_TRACE, RSC_VDEV, ResourceTable, TRACE_LEN,
+    VIRTIO_ID_RPMSG, VdevInfo, vdev_field,
+};
 use crate::wire::vring::{VringLayout, align_up, lite_vring_slot_size};
 
 /// The RPMsg-Lite static layout.
@@ -128,7 +133,9 @@ impl Default for LiteConfig {
 pub struct RscConfig {
     /// Region offset of the resource table.
     pub table_offset: usize,
-    /// Its length in bytes (at most [`RscConfig::MAX_TABLE_LEN`]).
+    /// Bytes of the table's area (at most [`RscConfig::MAX_TABLE_LEN`]): the table may be
+    /// shorter (its entries are found through its offset array), never longer. A device
+    /// that does not know the driver's table gives the whole area reserved for it.
     pub table_len: usize,
     /// Driver side: where to place each vring whose `da` is `FW_RSC_ADDR_ANY` (region offsets).
     pub vring_offsets: [Option<usize>; 2],
@@ -156,11 +163,16 @@ impl RscConfig {
         }
     }
 
-    /// Reads the table out of the region and finds its rpmsg vdev.
+    /// Reads the table out of the region and finds its rpmsg vdev, as Linux remoteproc
+    /// would: an offset array of any length, carveout, devmem, trace and vendor entries
+    /// before or after the vdev (those it does not use are skipped), every entry checked to
+    /// lie inside the table area and not to overlap the header, the offset array or the vdev.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the table is too long, absent, malformed or has no rpmsg vdev.
+    /// [`Error::Config`] when the area configured is longer than 1024 bytes or outside the
+    /// region (ours to fix); [`Error::PeerViolation`] with [`Violation::MalformedTable`] when
+    /// the table in it is malformed or has no usable rpmsg vdev (the table's author's to fix).
     pub fn read_vdev(&self, region: &SharedRegion<'_>) -> Result<VdevInfo, Error> {
         let mut buf = [0u8; Self::MAX_TABLE_LEN];
         let dst = buf
@@ -169,14 +181,13 @@ impl RscConfig {
         region
             .copy_out(self.table_offset, dst)
             .map_err(|_| Error::Config("resource table lies outside the shared region"))?;
-        let table = ResourceTable::new_checked(&*dst)
-            .map_err(|_| Error::Config("resource table header is malformed"))?;
+        let table = ResourceTable::new_checked(&*dst).map_err(table_fault)?;
         let vdev = table
             .find_vdev(VIRTIO_ID_RPMSG)
-            .map_err(|_| Error::Config("resource table entry is malformed"))?
-            .ok_or(Error::Config("resource table has no rpmsg vdev (id 7)"))?;
-        vdev.check_rpmsg()
-            .map_err(|_| Error::Config("rpmsg vdev has invalid vrings"))?;
+            .map_err(table_fault)?
+            .ok_or(malformed("no rpmsg vdev (virtio id 7) among the entries: num", table.num_entries()))?;
+        vdev.check_rpmsg().map_err(table_fault)?;
+        check_overlaps(&table, &vdev)?;
         Ok(vdev)
     }
 
@@ -184,6 +195,68 @@ impl RscConfig {
     pub fn vdev_field(&self, vdev: &VdevInfo, field: usize) -> usize {
         self.table_offset + vdev.offset + field
     }
+}
+
+fn malformed(field: &'static str, value: u32) -> Error {
+    Error::PeerViolation(Violation::MalformedTable { field, value })
+}
+
+/// A parse error of the peer's table, said as what is wrong with it.
+fn table_fault(e: WireError) -> Error {
+    let sat = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    match e {
+        WireError::Truncated { have, .. } => malformed(
+            "table area shorter than the 16-byte header: bytes",
+            sat(have as u64),
+        ),
+        WireError::BadValue { field, value } => malformed(field, sat(value)),
+        WireError::OutOfBounds { field, value, .. } => {
+            let field = match field {
+                "num" => "offset array does not fit the table area: num",
+                "entry offset" => "an entry lies outside the table area: entry end",
+                "vdev" => "vdev entry runs past the table area: end",
+                "vring" => "vring entry runs past the table area: end",
+                "config_len" => "vdev config space runs past the table area: end",
+                other => other,
+            };
+            malformed(field, sat(value))
+        }
+        WireError::NameTooLong { len } => malformed("name length", sat(len as u64)),
+    }
+}
+
+/// No entry starts inside the header or the offset array, and none overlaps the vdev (which
+/// the driver writes: status, features, vring addresses).
+fn check_overlaps(table: &ResourceTable<&[u8]>, vdev: &VdevInfo) -> Result<(), Error> {
+    let num = table.num_entries();
+    let array_end = 16 + 4 * num as usize;
+    let vdev_end = vdev.offset
+        + vdev_field::vring(usize::from(vdev.num_of_vrings))
+        + vdev.config_len as usize;
+    for i in 0..num {
+        let at = table.entry_offset(i).map_err(table_fault)?;
+        let sat = u32::try_from(at).unwrap_or(u32::MAX);
+        if at < array_end {
+            return Err(malformed(
+                "an entry overlaps the header or offset array: entry offset",
+                sat,
+            ));
+        }
+        if at == vdev.offset {
+            continue;
+        }
+        let len = match table.entry_type(i).map_err(table_fault)? {
+            RSC_CARVEOUT | RSC_DEVMEM => CARVEOUT_LEN,
+            RSC_TRACE => TRACE_LEN,
+            RSC_VDEV => vdev_field::VRINGS,
+            // Vendor and unknown entries: only their type word is known.
+            _ => 4,
+        };
+        if at < vdev_end && at + len > vdev.offset {
+            return Err(malformed("an entry overlaps the rpmsg vdev: entry offset", sat));
+        }
+    }
+    Ok(())
 }
 
 /// Which layout a link uses.

@@ -88,6 +88,16 @@ pub enum Violation {
     /// A resource-table field the driver writes (vring address, size, alignment) holds
     /// something impossible.
     BadTable(&'static str) = 9,
+    /// The resource table in shared memory is malformed: its `field` holds `value` (an
+    /// offset, an end or a count), which the table's format or its area does not allow. The
+    /// table is the other side's (or its area, `RscConfig::table_len`, is configured too
+    /// short for it).
+    MalformedTable {
+        /// What is wrong, e.g. "vdev" (running past the table's end) or "num".
+        field: &'static str,
+        /// The value found (saturated to 32 bits).
+        value: u32,
+    } = 10,
 }
 
 impl Violation {
@@ -138,6 +148,10 @@ impl fmt::Display for Violation {
             }
             Self::OutOfRegion(e) => write!(f, "ring access outside shared memory: {e}"),
             Self::BadTable(what) => write!(f, "driver wrote an invalid resource table: {what}"),
+            Self::MalformedTable { field, value } => write!(
+                f,
+                "the peer's resource table is malformed: {field} {value:#x}; fix the table the other side writes (or give it a larger area, RscConfig::table_len)"
+            ),
         }
     }
 }
