@@ -417,6 +417,7 @@ impl Bench<'_> {
             buffers: Some(self.geometry.buffers),
             buffer_size: Some(self.geometry.buffer_size),
             align: Some(self.geometry.align),
+            vring_size: None,
         };
         opts.doorbell = Some(mode);
         opts.socket_dir.clone_from(&self.args.sock_dir);
@@ -532,6 +533,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
         buffers: args.buffers,
         buffer_size: args.buffer_size,
         align: args.align,
+        vring_size: 0,
     };
     geometry.validate()?;
     if let Some(&s) = args

@@ -132,6 +132,10 @@ pub(crate) struct LinkArgs {
     /// Vring alignment, a power of two of at least 0x10 [driver default: 0x10].
     #[arg(long, value_name = "BYTES", value_parser = parse_number)]
     pub(crate) align: Option<u32>,
+    /// RPMsg-Lite's VRING_SIZE, the fixed slot of each vring (0x8000 on the i.MX ports, with
+    /// --align 0x1000) [driver default: 0, computed from --buffers and --align].
+    #[arg(long, value_name = "BYTES", value_parser = parse_number)]
+    pub(crate) vring_size: Option<u32>,
     /// How each side rings the other [driver default: socket].
     #[arg(long, value_enum)]
     pub(crate) doorbell: Option<DoorbellArg>,
@@ -180,6 +184,7 @@ impl LinkArgs {
             buffers: self.buffers,
             buffer_size: self.buffer_size,
             align: self.align,
+            vring_size: self.vring_size,
         };
         o.doorbell = self.doorbell.map(Into::into);
         o.socket_dir.clone_from(&self.sock_dir);
@@ -268,8 +273,13 @@ pub(crate) fn say(tag: &str, msg: fmt::Arguments<'_>) {
 /// Describes the session in one line.
 pub(crate) fn describe(session: &Session) -> String {
     let g = session.geometry();
+    let slot = if g.vring_size == 0 {
+        String::new()
+    } else {
+        format!(", vring size {:#x}", g.vring_size)
+    };
     format!(
-        "{} ({} layout, {} x {} B buffers, vring align {:#x}, {} doorbell)",
+        "{} ({} layout, {} x {} B buffers, vring align {:#x}{slot}, {} doorbell)",
         session.file().path().display(),
         g.layout,
         g.buffers,
@@ -401,8 +411,8 @@ mod tests {
     }
 
     fn honour(args: &[&str]) -> Option<bool> {
-        let cli = Cli::try_parse_from(std::iter::once("rpmsg").chain(args.iter().copied()))
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(std::iter::once("rpmsg").chain(args.iter().copied())).unwrap();
         cli.link.options(Side::Device, None).honour_no_interrupt
     }
 

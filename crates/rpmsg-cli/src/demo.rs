@@ -99,6 +99,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), Failure> {
         buffers: Some(args.buffers),
         buffer_size: Some(args.buffer_size),
         align: Some(args.align),
+        vring_size: None,
     };
     opts.doorbell = Some(args.doorbell.into());
     opts.socket_dir.clone_from(&args.sock_dir);

@@ -95,6 +95,16 @@ pub(crate) fn echo(args: &EchoArgs) -> Result<(), Failure> {
             side.peer()
         ),
     );
+    if served == 0 {
+        say(
+            ECHO,
+            format_args!(
+                "nothing arrived: if the other side sent, the two sides' geometry likely differs \
+                 (--vring-size, --align, --buffers, --buffer-size must match RPMsg-Lite's \
+                 VRING_SIZE, VRING_ALIGN, RL_BUFFER_COUNT, RL_BUFFER_PAYLOAD_SIZE + 16)"
+            ),
+        );
+    }
     session.close();
     Ok(())
 }

@@ -12,12 +12,12 @@
 //! would. The driver side builds the whole file under a temporary name and renames it into
 //! place, so an opener sees either no file or a complete one.
 //!
-//! # Host block (version 1, all fields little-endian, offsets from the block's start)
+//! # Host block (version 2, all fields little-endian, offsets from the block's start)
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0x000 | 8 | magic `b"rpmsgHB1"` |
-//! | 0x008 | 4 | version: 1 |
+//! | 0x008 | 4 | version: 2 (1: as 2 with `VRING_SIZE` 0; still read) |
 //! | 0x00c | 4 | layout: 1 RPMsg-Lite, 2 resource table |
 //! | 0x010 | 4 | buffers per direction |
 //! | 0x014 | 4 | buffer size (header included) |
@@ -26,6 +26,7 @@
 //! | 0x020 | 8 | region length |
 //! | 0x028, 0x02c | 4 each | process id of the driver, of the device (0: unknown) |
 //! | 0x030, 0x034 | 4 each | state of the driver, of the device: 0 absent, 1 ready, 2 closed |
+//! | 0x038 | 4 | RPMsg-Lite `VRING_SIZE` (0: computed from buffers and alignment); since version 2 |
 //! | 0x040, 0x044 | 4 each | driver's futex doorbell word, driver's sleeping-waiter count |
 //! | 0x080, 0x084 | 4 each | device's futex doorbell word, device's sleeping-waiter count |
 //! | 0x100 .. 0x240 | | baseline words (bench only), one 64-byte line each |
@@ -49,7 +50,7 @@ pub const HOST_BLOCK_LEN: usize = 4096;
 /// The host block's first 8 bytes.
 pub const HOST_BLOCK_MAGIC: [u8; 8] = *b"rpmsgHB1";
 /// The host block version this crate writes and reads.
-pub const HOST_BLOCK_VERSION: u32 = 1;
+pub const HOST_BLOCK_VERSION: u32 = 2;
 
 /// Field offsets in the host block.
 pub mod field {
@@ -65,6 +66,8 @@ pub mod field {
     pub const BUFFER_SIZE: usize = 0x14;
     /// Vring alignment.
     pub const ALIGN: usize = 0x18;
+    /// RPMsg-Lite `VRING_SIZE` (version 2).
+    pub const VRING_SIZE: usize = 0x38;
     /// Doorbell code.
     pub const DOORBELL: usize = 0x1c;
     /// Region length, 8 bytes.
@@ -246,6 +249,7 @@ impl SharedFile {
         w(field::BUFFERS, u32::from(geometry.buffers));
         w(field::BUFFER_SIZE, geometry.buffer_size);
         w(field::ALIGN, geometry.align);
+        w(field::VRING_SIZE, geometry.vring_size);
         w(field::DOORBELL, doorbell.code());
         this.word64(field::REGION_LEN)
             .store(region_len as u64, Ordering::Relaxed);
@@ -303,7 +307,8 @@ impl SharedFile {
             });
         }
         let version = word(field::VERSION);
-        if version != HOST_BLOCK_VERSION {
+        // Version 1 differs only in having no VRING_SIZE word (there it reads 0, the default).
+        if version != HOST_BLOCK_VERSION && version != 1 {
             return Err(HostError::Version {
                 path: path.to_path_buf(),
                 found: version,
@@ -317,6 +322,7 @@ impl SharedFile {
             buffers: u16::try_from(word(field::BUFFERS)).map_err(|_| not_ours())?,
             buffer_size: word(field::BUFFER_SIZE),
             align: word(field::ALIGN),
+            vring_size: word(field::VRING_SIZE),
         };
         geometry.validate()?;
         let doorbell = DoorbellMode::from_code(word(field::DOORBELL)).ok_or_else(not_ours)?;
@@ -494,6 +500,7 @@ mod tests {
             buffers: 8,
             buffer_size: 256,
             align: 0x40,
+            vring_size: 0,
         };
         let a = SharedFile::create(&p, g, DoorbellMode::Futex).unwrap();
         assert_eq!(a.len() % 4096, 0);

@@ -95,6 +95,10 @@ pub struct Geometry {
     pub buffer_size: u32,
     /// Vring alignment: a power of two, at least 16.
     pub align: u32,
+    /// RPMsg-Lite layout: `VRING_SIZE`, the fixed slot each vring occupies (0: the size MCU
+    /// ports compute from the count and alignment; RPMsg-Lite's i.MX ports use 0x8000 with
+    /// alignment 0x1000). Both sides must agree. 0 with the resource-table layout.
+    pub vring_size: u32,
 }
 
 /// Region offset of the resource table.
@@ -130,6 +134,7 @@ impl Geometry {
         buffers: 2,
         buffer_size: 512,
         align: 0x10,
+        vring_size: 0,
     };
 
     /// Checks the numbers.
@@ -156,6 +161,12 @@ impl Geometry {
                 self.align
             )));
         }
+        if self.vring_size != 0 && self.layout != LayoutKind::Lite {
+            return Err(HostError::Geometry(
+                "--vring-size applies to the lite layout only (a resource table places the vrings)"
+                    .into(),
+            ));
+        }
         match self.layout {
             LayoutKind::Lite => {
                 let l = self.lite();
@@ -176,7 +187,11 @@ impl Geometry {
 
     /// The RPMsg-Lite configuration of this geometry.
     pub fn lite(&self) -> LiteConfig {
-        LiteConfig::new(self.buffers, self.buffer_size - 16, self.align as usize)
+        let l = LiteConfig::new(self.buffers, self.buffer_size - 16, self.align as usize);
+        match self.vring_size {
+            0 => l,
+            size => l.with_vring_size(size as usize),
+        }
     }
 
     fn vring_layout(&self) -> Result<VringLayout, HostError> {
@@ -320,7 +335,11 @@ impl fmt::Display for Geometry {
             f,
             "--layout {} --buffers {} --buffer-size {} --align {:#x}",
             self.layout, self.buffers, self.buffer_size, self.align
-        )
+        )?;
+        if self.vring_size != 0 {
+            write!(f, " --vring-size {:#x}", self.vring_size)?;
+        }
+        Ok(())
     }
 }
 
@@ -343,6 +362,7 @@ mod tests {
             buffers: 16,
             buffer_size: 512,
             align: 0x1000,
+            vring_size: 0,
         };
         let o = g.rsc_offsets().unwrap();
         assert_eq!(o.table_len, 88);
@@ -365,6 +385,7 @@ mod tests {
             buffers: 256,
             buffer_size: 512,
             align: 0x1000,
+            vring_size: 0,
         };
         let LayoutConfig::RscTable(rsc) = g.layout_config().unwrap() else {
             panic!("rsc layout");
@@ -375,6 +396,29 @@ mod tests {
         let vdev = rsc.read_vdev(&region).unwrap();
         assert_eq!(vdev.offset, ZYNQMP_R5_VDEV_OFFSET);
         assert_eq!(vdev.vrings[1].notifyid, 2);
+    }
+
+    /// Item 5 of issue 13: the i.MX ports' fixed slot.
+    #[test]
+    fn item5_imx_vring_size() {
+        let g = Geometry {
+            buffers: 256,
+            align: 0x1000,
+            vring_size: 0x8000,
+            ..Geometry::LITE_DEFAULT
+        };
+        assert_eq!(g.pool_offset().unwrap(), 0x10000);
+        assert!(g.to_string().ends_with("--vring-size 0x8000"));
+        let small = Geometry {
+            vring_size: 0x1000,
+            ..g
+        };
+        assert!(small.validate().is_err(), "256 entries do not fit 0x1000");
+        let rsc = Geometry {
+            layout: LayoutKind::RscTable,
+            ..g
+        };
+        assert!(rsc.validate().is_err());
     }
 
     #[test]
@@ -400,5 +444,37 @@ mod tests {
         for g in bad {
             assert!(g.validate().is_err(), "{g}");
         }
+    }
+}
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+    use crate::GeometrySpec;
+    use std::path::Path;
+
+    /// Item 5 of issue 13: a device told `--vring-size 0x8000` refuses a file whose vrings use
+    /// the computed slot, naming the setting.
+    #[test]
+    fn item5_vring_size_takes_part_in_the_file_check() {
+        let file = Geometry {
+            buffers: 256,
+            align: 0x1000,
+            ..Geometry::LITE_DEFAULT
+        };
+        let spec = GeometrySpec {
+            vring_size: Some(0x8000),
+            ..GeometrySpec::default()
+        };
+        let e = spec.check(&file, Path::new("/dev/shm/x")).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("--vring-size"), "{text}");
+        assert!(text.contains("0x8000"), "{text}");
+        let same = Geometry {
+            vring_size: 0x8000,
+            ..file
+        };
+        spec.check(&same, Path::new("/dev/shm/x")).unwrap();
+        assert_eq!(spec.resolve(file).vring_size, 0x8000);
     }
 }

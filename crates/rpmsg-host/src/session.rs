@@ -42,6 +42,8 @@ pub struct GeometrySpec {
     pub buffer_size: Option<u32>,
     /// Vring alignment.
     pub align: Option<u32>,
+    /// RPMsg-Lite `VRING_SIZE` (0: computed).
+    pub vring_size: Option<u32>,
 }
 
 impl GeometrySpec {
@@ -52,6 +54,7 @@ impl GeometrySpec {
             buffers: self.buffers.unwrap_or(default.buffers),
             buffer_size: self.buffer_size.unwrap_or(default.buffer_size),
             align: self.align.unwrap_or(default.align),
+            vring_size: self.vring_size.unwrap_or(default.vring_size),
         }
     }
 
@@ -89,6 +92,13 @@ impl GeometrySpec {
                 "--align",
                 format!("{:#x}", file.align),
                 format!("{a:#x}"),
+            ));
+        }
+        if let Some(v) = self.vring_size.filter(|v| *v != file.vring_size) {
+            return Err(mismatch(
+                "--vring-size",
+                format!("{:#x}", file.vring_size),
+                format!("{v:#x}"),
             ));
         }
         Ok(())

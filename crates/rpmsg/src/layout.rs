@@ -185,7 +185,10 @@ impl RscConfig {
         let vdev = table
             .find_vdev(VIRTIO_ID_RPMSG)
             .map_err(table_fault)?
-            .ok_or(malformed("no rpmsg vdev (virtio id 7) among the entries: num", table.num_entries()))?;
+            .ok_or(malformed(
+                "no rpmsg vdev (virtio id 7) among the entries: num",
+                table.num_entries(),
+            ))?;
         vdev.check_rpmsg().map_err(table_fault)?;
         check_overlaps(&table, &vdev)?;
         Ok(vdev)
@@ -230,9 +233,8 @@ fn table_fault(e: WireError) -> Error {
 fn check_overlaps(table: &ResourceTable<&[u8]>, vdev: &VdevInfo) -> Result<(), Error> {
     let num = table.num_entries();
     let array_end = 16 + 4 * num as usize;
-    let vdev_end = vdev.offset
-        + vdev_field::vring(usize::from(vdev.num_of_vrings))
-        + vdev.config_len as usize;
+    let vdev_end =
+        vdev.offset + vdev_field::vring(usize::from(vdev.num_of_vrings)) + vdev.config_len as usize;
     for i in 0..num {
         let at = table.entry_offset(i).map_err(table_fault)?;
         let sat = u32::try_from(at).unwrap_or(u32::MAX);
@@ -253,7 +255,10 @@ fn check_overlaps(table: &ResourceTable<&[u8]>, vdev: &VdevInfo) -> Result<(), E
             _ => 4,
         };
         if at < vdev_end && at + len > vdev.offset {
-            return Err(malformed("an entry overlaps the rpmsg vdev: entry offset", sat));
+            return Err(malformed(
+                "an entry overlaps the rpmsg vdev: entry offset",
+                sat,
+            ));
         }
     }
     Ok(())

@@ -858,15 +858,24 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         }
         match self.cfg.layout {
             #[cfg(all(feature = "role-device", feature = "layout-lite"))]
-            LayoutConfig::Lite(_) => {
+            LayoutConfig::Lite(l) => {
                 if !matches!(st.phase, Phase::Waiting) {
                     return Ok(());
                 }
-                let Queues::Device { rx, tx } = &mut st.queues else {
+                let Queues::Device { tx, .. } = &st.queues else {
                     return Ok(());
                 };
                 let kicked = self.vring0_kicked.load(Ordering::Acquire);
-                if kicked || tx.ring().avail_idx(&self.region)? != 0 {
+                let posted = tx.ring().avail_idx(&self.region)?;
+                if kicked || posted != 0 {
+                    if posted != 0 {
+                        if let Some(v) = self.lite_geometry_differs(tx.ring(), &l)? {
+                            return Err(Self::fatal(st, fx, v));
+                        }
+                    }
+                    let Queues::Device { rx, tx } = &mut st.queues else {
+                        return Ok(());
+                    };
                     tx.attach(&self.region)?;
                     rx.attach(&self.region)?;
                     st.phase = Phase::Up;
@@ -928,6 +937,34 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             }
         }
         Ok(())
+    }
+
+    /// Device, RPMsg-Lite layout, at link-up: is the first buffer the driver posted on vring 0
+    /// one of ours (`LiteConfig::buffer`)? A driver with another `VRING_SIZE` or `VRING_ALIGN`
+    /// puts its buffers elsewhere, and would seem to work one way only (its vring 1 is not where
+    /// we look).
+    #[cfg(all(feature = "role-device", feature = "layout-lite"))]
+    fn lite_geometry_differs(
+        &self,
+        ring: &Vring,
+        l: &LiteConfig,
+    ) -> Result<Option<Violation>, Error> {
+        // Acquire: the slot and descriptor are read after the index that published them.
+        crate::shm::fence::acquire();
+        let head = self.region.read_u16(ring.avail_range().0 + 4)?;
+        if head >= ring.num() {
+            return Ok(None); // pop_avail reports it
+        }
+        let (addr, len, _) = ring.read_desc(&self.region, head)?;
+        let found = self.platform.address_map().to_offset(addr, len as usize);
+        let start = l.offsets().2;
+        let end = l.buffer(usize::from(l.buffer_count));
+        let size = l.buffer_size as usize;
+        let ours = found.is_some_and(|o| o >= start && o < end && (o - start) % size == 0);
+        Ok((!ours).then(|| Violation::GeometryMismatch {
+            found: found.map_or(u32::MAX, |o| u32::try_from(o).unwrap_or(u32::MAX)),
+            expected: u32::try_from(start).unwrap_or(u32::MAX),
+        }))
     }
 
     /// Device, resource table: takes the vrings the driver placed and the features it chose.

@@ -525,8 +525,7 @@ fn slow_rpmsg_lite_master_against_compact(deliver_kick: bool) {
         got.lock().unwrap().push(b[..n].to_vec());
     };
     let mut state = State::new();
-    let mut remote: Remote<'_, _> =
-        Remote::new(r, Loopback::new(r), lite, &mut state).unwrap();
+    let mut remote: Remote<'_, _> = Remote::new(r, Loopback::new(r), lite, &mut state).unwrap();
     let addr = remote.create_endpoint(30, &handler).unwrap();
     loop {
         let step = master.step();
@@ -579,10 +578,7 @@ fn rsc_session<'r>(
     driver.begin();
     let l = VringLayout::new(num, 16).unwrap();
     driver.place(1, [0x400, 0x800]);
-    let (v0, v1) = (
-        RawRing { r, base: 0x400, l },
-        RawRing { r, base: 0x800, l },
-    );
+    let (v0, v1) = (RawRing { r, base: 0x400, l }, RawRing { r, base: 0x800, l });
     for j in 0..num {
         v0.desc(j, 0x1000 + 512 * u64::from(j), 512, 2);
         v0.publish(j);
@@ -665,6 +661,63 @@ fn item6_lite_device_rings_once_per_message_despite_the_flag() {
         assert_eq!(ep.recv(&mut got, Timeout::NoWait).unwrap(), (4, 1024));
     }
     assert_eq!(dev.platform().notifies()[1] - before.1, 100);
-    assert_eq!(dev.stats().doorbells - before.0, 100, "doorbells per message: 1");
+    assert_eq!(
+        dev.stats().doorbells - before.0,
+        100,
+        "doorbells per message: 1"
+    );
     assert_eq!(dev.stats().doorbells_suppressed, 0);
+}
+
+/// Item 5 of issue 13: an i.MX RPMsg-Lite master (fixed `VRING_SIZE` 0x8000, `VRING_ALIGN`
+/// 0x1000) against a device configured with the computed slot: before, the device came up,
+/// its messages reached the master (vring 0 is at 0 for both) and the master's never arrived;
+/// now link-up is refused, counted, and the error says which settings differ.
+#[test]
+fn item5_lite_vring_size_mismatch_is_refused_at_link_up() {
+    let imx = LiteConfig::new(16, 496, 0x1000).with_vring_size(0x8000);
+    let computed = LiteConfig::new(16, 496, 0x1000);
+    assert_ne!(imx.offsets().2, computed.offsets().2);
+    let mut mem = TestMemory::new(imx.region_len());
+    let r = mem.region();
+    let mut master = LiteMaster::new(r, imx);
+    master.init();
+    let dev: Link<_, _, 16> = Link::new(
+        r,
+        Loopback::new(r),
+        TestEnv::new(),
+        Config::lite(Role::Device, computed),
+    )
+    .unwrap();
+    let e = dev.start().unwrap_err();
+    assert!(!dev.is_up());
+    assert_eq!(dev.stats().peer_violations, 1);
+    let text = e.to_string();
+    assert!(
+        text.contains("first buffer is at offset 0x10000 but our layout puts buffers at"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--vring-size") && text.contains("--align"),
+        "{text}"
+    );
+    // The same settings on both sides: up, and a message each way.
+    let mut mem = TestMemory::new(imx.region_len());
+    let r = mem.region();
+    let mut master = LiteMaster::new(r, imx);
+    master.init();
+    let dev: Link<_, _, 16> = Link::new(
+        r,
+        Loopback::new(r),
+        TestEnv::new(),
+        Config::lite(Role::Device, imx),
+    )
+    .unwrap();
+    dev.start().unwrap();
+    assert!(dev.is_up());
+    let ep = dev.create_endpoint(EndpointConfig::new().addr(30)).unwrap();
+    master.send(1024, 30, b"imx").unwrap();
+    dev.poll().unwrap();
+    let mut buf = [0u8; 4];
+    assert_eq!(ep.recv(&mut buf, Timeout::NoWait).unwrap(), (3, 1024));
 }

@@ -94,7 +94,9 @@ fn item4_driver_and_device_on_openamp_zynqmp_r5_table() {
     drv.start().unwrap();
     assert_eq!(drv.notify_ids(), [1, 2], "the table's notify ids");
     dev.wait_link_up(Timeout::Forever).unwrap();
-    let a = drv.create_endpoint(EndpointConfig::new().addr(0x400)).unwrap();
+    let a = drv
+        .create_endpoint(EndpointConfig::new().addr(0x400))
+        .unwrap();
     let b = dev.create_endpoint(EndpointConfig::new().addr(30)).unwrap();
     a.send_to(30, b"zynqmp").unwrap();
     let mut buf = [0u8; 16];
@@ -121,11 +123,7 @@ fn item4_device_on_tables_with_entries_before_and_after_the_vdev() {
     ];
     for shape in shapes {
         let (t, offsets) = shape.build();
-        let vdev = offsets
-            .iter()
-            .copied()
-            .find(|&o| t[o] == 3)
-            .unwrap();
+        let vdev = offsets.iter().copied().find(|&o| t[o] == 3).unwrap();
         device_on_table(&t, vdev, 4, 16, true);
     }
 }
@@ -183,14 +181,14 @@ fn item4_malformed_tables_name_the_peers_table() {
     for (t, want) in cases {
         let e = device_error(&t);
         assert!(
-            matches!(
-                e,
-                Error::PeerViolation(Violation::MalformedTable { .. })
-            ),
+            matches!(e, Error::PeerViolation(Violation::MalformedTable { .. })),
             "{e:?}"
         );
         let text = e.to_string();
-        assert!(text.contains("the peer's resource table is malformed"), "{text}");
+        assert!(
+            text.contains("the peer's resource table is malformed"),
+            "{text}"
+        );
         assert!(text.contains(want), "{text} should say {want}");
         assert!(!text.contains("invalid configuration"), "{text}");
     }

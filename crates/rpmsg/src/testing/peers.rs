@@ -219,7 +219,9 @@ impl<'r> LiteMaster<'r> {
                 self.r.fill(ring.base, ring.l.size, 0).unwrap();
                 for i in 0..count {
                     let next = if i + 1 < count { i + 1 } else { 0x8000 };
-                    self.r.write_u16(ring.base + ring.l.desc(i) + 14, next).unwrap();
+                    self.r
+                        .write_u16(ring.base + ring.l.desc(i) + 14, next)
+                        .unwrap();
                 }
                 ring.avail_flags(VRING_AVAIL_F_NO_INTERRUPT);
                 if q == 0 {
@@ -282,7 +284,14 @@ impl<'r> LiteMaster<'r> {
         let off = usize::try_from(addr).unwrap();
         let mut reserved = [0u8; 4];
         self.r.copy_out(off + 8, &mut reserved).unwrap();
-        write_msg(&self.r, off, src, dst, payload, u32::from_le_bytes(reserved));
+        write_msg(
+            &self.r,
+            off,
+            src,
+            dst,
+            payload,
+            u32::from_le_bytes(reserved),
+        );
         self.v1.publish(id);
         if self.v1.used_flags() & VRING_USED_F_NO_NOTIFY == 0 {
             self.kicks[1] += 1;
@@ -472,6 +481,8 @@ impl RscDriver<'_> {
         } else {
             VIRTIO_CONFIG_S_DRIVER_OK
         };
-        self.table.write_u8(self.vdev + vdev_field::STATUS, v).unwrap();
+        self.table
+            .write_u8(self.vdev + vdev_field::STATUS, v)
+            .unwrap();
     }
 }

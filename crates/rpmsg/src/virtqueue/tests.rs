@@ -154,5 +154,9 @@ fn item1_device_takes_used_index_at_first_pop_not_at_attach() {
     r.write_u16(v.base + v.layout.avail + 2, 1).unwrap();
     let p = dev.pop_avail(&r).unwrap().unwrap();
     dev.push_used(&r, p.id, 512).unwrap();
-    assert_eq!(v.used_idx(&r).unwrap(), 3, "continues after the pre-filled 2");
+    assert_eq!(
+        v.used_idx(&r).unwrap(),
+        3,
+        "continues after the pre-filled 2"
+    );
 }
