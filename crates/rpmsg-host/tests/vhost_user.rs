@@ -738,7 +738,14 @@ fn uml_sequence_echo_wraps_the_rings_and_teardown_ends_cleanly() {
     assert_eq!(st.tx_messages, 2 + 3000);
     assert_eq!(st.rx_messages, 3000);
     assert!(r.kicks[0] >= 1 && r.kicks[1] >= 1);
-    assert!(r.calls[0] > 0 && r.calls[1] > 0);
+    // Vring 1 returns are called only while the driver clears VRING_AVAIL_F_NO_INTERRUPT (a
+    // resource-table device honours it by default, issue 13 item 6); the rest are counted.
+    assert!(r.calls[0] > 0);
+    assert!(r.calls[1] + u64::from(st.doorbells_suppressed) > 0);
+    assert!(
+        st.doorbells_suppressed > 0,
+        "the driver's flag was honoured"
+    );
     assert_eq!(link_down_reasons(&be), ["vring 1 disabled"]);
     assert!(!be.path.exists(), "the socket file is gone");
 }
@@ -806,10 +813,7 @@ fn two_regions_and_inband_notifications() {
         r.protocol_features,
         Some(REPLY_ACK | SLAVE_REQ | CONFIG | INBAND)
     );
-    assert!(
-        r.calls[0] > 0 && r.calls[1] > 0,
-        "calls went through the slave channel"
-    );
+    assert!(r.calls[0] > 0, "calls went through the slave channel");
 }
 
 // ---------------------------------------------------------------------------------------------
