@@ -58,7 +58,17 @@
 //! * As driver we honour `VRING_USED_F_NO_NOTIFY`, and set `VRING_AVAIL_F_NO_INTERRUPT` on
 //!   vring 1 while no sender waits for a buffer, clearing it while one does (as Linux).
 //! * A message whose header claims more than its buffer holds, one for an unknown address, a
-//!   malformed announcement: dropped, counted in [`LinkStats`], the buffer returned. A ring
+//!   malformed announcement: dropped, counted in [`LinkStats`], the buffer returned. As
+//!   driver, a receive buffer returned with a used length below the 16-byte header carries
+//!   no message (its header is an old one): refused, counted, posted again.
+//! * As device, a receive buffer of the driver (vring 0) that fails a check (outside the
+//!   region, over the rings, chained, shorter than a header) is counted and kept, never
+//!   returned: every driver reads the header of a returned buffer again whatever its used
+//!   length (Linux's `used.len - 16` wraps below 16, OpenAMP and RPMsg-Lite do not look), so
+//!   it would deliver the last message that buffer carried a second time. A sound buffer too
+//!   small for a message stays ours for a smaller one; the send fails with
+//!   [`Error::PayloadTooLarge`]. Refused transmit buffers (vring 1) go back with their
+//!   descriptor's length, which is what drivers expect there. A ring
 //!   index that runs ahead by more than the ring holds breaks the link
 //!   ([`Error::PeerViolation`]) since nothing after it can be trusted.
 
@@ -1126,6 +1136,14 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                             // Outstanding but not a pool buffer cannot happen: we only post pool ids.
                             return Ok(Next::Again);
                         }
+                        if used_len < HEADER_LEN as u32 {
+                            // No message was written: the header there is an old one.
+                            let v = Violation::ShortUsed { id, len: used_len };
+                            Self::violation(&mut st.stats, v);
+                            st.stats.rx_malformed = st.stats.rx_malformed.wrapping_add(1);
+                            self.return_rx(st, fx, id, 0)?;
+                            return Ok(Next::Again);
+                        }
                         let mut cap = pool.size;
                         // Bound by used.len when it is meaningful (wire.md 14, driver rule 4).
                         if used_len >= HEADER_LEN as u32 && used_len < cap {
@@ -1502,9 +1520,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                                 desc_len: len,
                             }));
                         }
-                        // The driver moved a descriptor we hold: give it back empty.
+                        // The driver moved a descriptor we hold: keep it (see below).
                         Self::violation(&mut st.stats, Violation::BadAddress { addr, len });
-                        let _ = tx.push_used(&self.region, id, 0);
                         continue;
                     }
                     let (o, l) = tx.ring().avail_range();
@@ -1527,6 +1544,12 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                                     }));
                                 }
                             }
+                            // Kept, never returned: handed back, the buffer would still hold
+                            // the message it carried last, and every driver reads that header
+                            // again (Linux's `used.len - 16` check wraps for a length below
+                            // 16; OpenAMP and RPMsg-Lite do not check): a ghost message. We
+                            // cannot write an empty one there instead, since the buffer failed
+                            // our checks. The driver loses a buffer it spoiled.
                             Self::violation(
                                 &mut st.stats,
                                 Violation::BadAddress {
@@ -1534,8 +1557,6 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                                     len: p.len,
                                 },
                             );
-                            let _ = tx.push_used(&self.region, p.id, 0);
-                            self.device_notify(tx, 0, fx);
                         }
                         Err(v) if v.breaks_ring() => {
                             return Err(Self::fatal(st, fx, v));

@@ -319,8 +319,8 @@ fn item10_held_token_survives_moving_the_link() {
         ep.recv_zero_copy(Timeout::NoWait).unwrap().into_held()
     };
     assert_eq!(dev.stats().held, 1);
-    let mut moved = Vec::new();
-    moved.push(Box::new(dev));
+    let boxed = Box::new(dev);
+    let moved: Vec<_> = std::iter::once(boxed).collect();
     let link = &moved[0];
     assert_eq!(link.release_held(held), Ok(()));
     assert_eq!(link.stats().held, 0);

@@ -88,6 +88,14 @@ pub enum Violation {
     /// A resource-table field the driver writes (vring address, size, alignment) holds
     /// something impossible.
     BadTable(&'static str) = 9,
+    /// The device returned a receive buffer with a used length below the 16-byte header: it
+    /// wrote no message there, and what the buffer holds is an old one.
+    ShortUsed {
+        /// The descriptor returned.
+        id: u16,
+        /// The used length it came with.
+        len: u32,
+    } = 10,
 }
 
 impl Violation {
@@ -138,6 +146,10 @@ impl fmt::Display for Violation {
             }
             Self::OutOfRegion(e) => write!(f, "ring access outside shared memory: {e}"),
             Self::BadTable(what) => write!(f, "driver wrote an invalid resource table: {what}"),
+            Self::ShortUsed { id, len } => write!(
+                f,
+                "device returned buffer {id} with used length {len}, shorter than a message header"
+            ),
         }
     }
 }
@@ -603,6 +615,14 @@ impl<const N: usize> DeviceQueue<N> {
             len,
             flags,
         }))
+    }
+
+    /// Undoes the [`DeviceQueue::pop_avail`] that just returned `id`: the buffer stays
+    /// available, to be taken (and read afresh) by the next `pop_avail`. Nothing was written
+    /// to the ring by the pop, so the driver cannot tell.
+    pub(crate) fn unpop(&mut self, id: u16) {
+        self.last_avail = self.last_avail.wrapping_sub(1);
+        self.held.set(id, false);
     }
 
     /// Returns descriptor `id` with `len` on the used ring: element, release fence, index.
