@@ -2241,18 +2241,24 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     *waiting = true;
                     st.tx_waiters += 1;
                 }
-                #[cfg(feature = "role-driver")]
-                if let Queues::Driver { tx, .. } = &st.queues {
-                    // Clear, full fence, re-check (as `alloc_blocking`): a buffer returned
-                    // before the flag was cleared is seen now, any later one is announced.
-                    if matches!(tx.enable_interrupt(&self.region), Ok(true)) {
-                        continue;
-                    }
+                if !self.ask_tx_interrupt(st) {
+                    break;
                 }
-                break;
             }
             Ok(None)
         })
+    }
+
+    /// Driver: asks the device to interrupt when it returns a transmit buffer, and tells
+    /// whether one came back meanwhile (clear, full fence, re-check, as `alloc_blocking`
+    /// does): a buffer returned before the flag was cleared is seen now, a later one is
+    /// announced. A device has nothing to ask for.
+    fn ask_tx_interrupt(&self, st: &State<'r, N, EPTS>) -> bool {
+        match &st.queues {
+            #[cfg(feature = "role-driver")]
+            Queues::Driver { tx, .. } => matches!(tx.enable_interrupt(&self.region), Ok(true)),
+            _ => false,
+        }
     }
 
     /// Async building block: the head of an endpoint's queue, or `cx`'s waker registered.
