@@ -25,13 +25,15 @@
 //! # });
 //! ```
 
-use crate::buffer::{RxBuffer, TxBuffer};
+use crate::buffer::{RxBuffer, TxBuffer, TxInfo};
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::link::Link;
 use crate::port::{Environment, Platform};
 use crate::wire::rpmsg::RPMSG_ADDR_ANY;
-use core::future::poll_fn;
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
+use core::task::{Context, Poll};
 
 impl<'l> Endpoint<'l> {
     /// Waits for a free transmit buffer (the async [`Endpoint::alloc_tx`]).
@@ -40,7 +42,11 @@ impl<'l> Endpoint<'l> {
     ///
     /// [`Error::NotReady`], [`Error::LinkDown`], [`Error::EndpointDestroyed`].
     pub async fn alloc_tx_async(&self) -> Result<TxBuffer<'l>, Error> {
-        let info = poll_fn(|cx| self.link.ep_poll_alloc(self.slot, self.generation, cx)).await?;
+        let info = AllocTx {
+            ep: self,
+            waiting: false,
+        }
+        .await?;
         let dst = self
             .link
             .ep_dst(self.slot, self.generation)
@@ -105,6 +111,34 @@ impl<'l> Endpoint<'l> {
             .ok_or(Error::BufferTooSmall { need: n, have: max })?;
         msg.read(0, dst)?;
         Ok((n, msg.src()))
+    }
+}
+
+/// The future of [`Endpoint::alloc_tx_async`]. While it waits it counts as a sender waiting
+/// for a buffer, which on the driver side asks the device for an interrupt when it returns
+/// one (vring 1's `VRING_AVAIL_F_NO_INTERRUPT` cleared, as Linux does for a blocked sender);
+/// completed or dropped, it stops counting, and with no sender left the flag is set again.
+struct AllocTx<'a, 'l> {
+    ep: &'a Endpoint<'l>,
+    waiting: bool,
+}
+
+impl Future for AllocTx<'_, '_> {
+    type Output = Result<TxInfo, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        this.ep
+            .link
+            .ep_poll_alloc(this.ep.slot, this.ep.generation, cx, &mut this.waiting)
+    }
+}
+
+impl Drop for AllocTx<'_, '_> {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.ep.link.tx_wait_cancel();
+        }
     }
 }
 

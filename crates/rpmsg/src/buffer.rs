@@ -126,7 +126,10 @@ impl<'l> TxBuffer<'l> {
     ///
     /// # Errors
     ///
-    /// [`Error::PayloadTooLarge`] when `offset + data.len()` exceeds [`TxBuffer::capacity`].
+    /// [`Error::PayloadTooLarge`] when `offset + data.len()` exceeds [`TxBuffer::capacity`];
+    /// [`Error::LinkDown`] (nothing written) when the buffer is from an earlier session of
+    /// the link (the driver reset it since, and the memory may be the driver's again) or the
+    /// link is down.
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
         let end = offset.saturating_add(data.len());
         if end > self.info.cap {
@@ -135,10 +138,7 @@ impl<'l> TxBuffer<'l> {
                 max: self.info.cap,
             });
         }
-        self.link
-            .region()
-            .copy_in(self.info.offset + 16 + offset, data)
-            .map_err(Error::from)
+        self.link.write_tx(self.info, offset, data)
     }
 
     /// Reads back payload bytes at `offset` into `out`.
@@ -312,12 +312,13 @@ impl Drop for RxBuffer<'_> {
     }
 }
 
-/// A received message kept past its callback. Carries which link it came from, so handing it to
-/// another link is refused with [`Error::ForeignBuffer`].
+/// A received message kept past its callback. Carries which link it came from (an identity
+/// given to each link when it is built, never reused and unchanged when the link moves), so
+/// handing it to another link is refused with [`Error::ForeignBuffer`].
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a held buffer stays away from the peer until it is released"]
 pub struct HeldRx {
-    pub(crate) key: usize,
+    pub(crate) key: u64,
     pub(crate) info: RxInfoKey,
 }
 

@@ -7,7 +7,10 @@
 //! The wire is the same as [`Link`](crate::Link)'s, and so is the distrust: every index,
 //! descriptor, address and length the driver writes is checked by the same
 //! [`DeviceQueue`] and region accessors before use, a buffer that
-//! fails a check goes back to the driver and is counted in [`LinkStats`], and a ring the driver
+//! fails a check is counted in [`LinkStats`] (and given back on vring 1, kept on vring 0 so
+//! the driver cannot read its old message again: see [`Link`](crate::Link)'s module docs),
+//! a message larger than the driver's next buffer is refused before that buffer is taken,
+//! and a ring the driver
 //! broke stops the remote with [`Error::PeerViolation`] instead of a panic.
 //!
 //! Its state (ring positions, counters, bound endpoints) lives in a [`State`] the caller
@@ -328,7 +331,7 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
         while taken < 4 * N {
             match self.tx.take(RX, HEADER_LEN)? {
                 Taken::Nothing => break,
-                Taken::Refused => taken += 1,
+                Taken::Refused | Taken::TooSmall(_) => taken += 1,
                 Taken::Buffer(id, off, cap) => {
                     taken += 1;
                     self.deliver(off, cap)?;
@@ -486,12 +489,25 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
 /// violation, where the caller needs it).
 struct Stopped;
 
+/// What [`Tx::put`] did.
+enum Put {
+    Sent,
+    /// No free buffer now.
+    NoBuffer,
+    /// The next free buffer is sound but smaller than the message: its length. Left there.
+    TooSmall(u32),
+}
+
 /// What [`Tx::take`] found on a ring.
 enum Taken {
     /// Nothing available.
     Nothing,
-    /// A buffer that failed a check: counted, and already given back empty.
+    /// A buffer that failed a check: counted; a receive buffer is already given back, a
+    /// transmit buffer kept (see [`Tx::take`]).
     Refused,
+    /// A transmit buffer that is sound but holds fewer bytes than asked: left available (not
+    /// taken), with its length.
+    TooSmall(u32),
     /// A single descriptor of the size asked for that lies in the region, clear of both
     /// vrings: its id, region offset and length.
     Buffer(u16, usize, u32),
@@ -579,6 +595,18 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
 
     /// Takes the next buffer the driver made available on ring `q`, checked to hold `need`
     /// bytes.
+    ///
+    /// A buffer that fails a check is counted, and then (issue 13, item 7):
+    /// * on vring 1 it goes back with `used.len` = its descriptor's length, as every buffer
+    ///   there does: drivers read no message from a returned transmit buffer, and OpenAMP's and
+    ///   RPMsg-Lite's take that length, less 16, as its capacity for their next send;
+    /// * on vring 0 it is kept, never returned: a receive buffer handed back holds the last
+    ///   message it carried, and every driver would read that header again (Linux's check of
+    ///   `used.len - 16` wraps, OpenAMP and RPMsg-Lite do not check), a ghost message. Writing
+    ///   a header for an empty message there is no way out, since the buffer failed a check
+    ///   (outside the region, over the rings, misaligned, chained, shorter than a header).
+    ///   The driver loses a buffer it had spoiled; a sound buffer that is merely too small for
+    ///   this message is not taken at all ([`Taken::TooSmall`]).
     fn take(&mut self, q: usize, need: usize) -> Result<Taken, Stopped> {
         let region = self.region;
         let (o, l) = self.s.queues[q].ring().avail_range();
@@ -597,7 +625,7 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
                 id: p.id,
                 flags: p.flags,
             }
-        } else if len < need {
+        } else if len < need.min(HEADER_LEN) || (q == RX && len < need) {
             Violation::LengthTooLarge {
                 len: need as u32,
                 cap: p.len,
@@ -612,6 +640,11 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
                     off % 4 == 0 && off >= self.s.rings_end && region.contains(off, len)
                 });
             if let Some(off) = off {
+                if len < need {
+                    // Sound, but too small for this message: leave it for a smaller one.
+                    self.s.queues[q].unpop(p.id);
+                    return Ok(Taken::TooSmall(p.len));
+                }
                 return Ok(Taken::Buffer(p.id, off, p.len));
             }
             Violation::BadAddress {
@@ -622,10 +655,9 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
         self.violation(v)?;
         if q == RX {
             self.s.stats.rx_malformed = self.s.stats.rx_malformed.wrapping_add(1);
+            self.give_back(q, p.id, p.len)?;
+            self.notify(q);
         }
-        // Give it back empty: the driver loses nothing.
-        self.give_back(q, p.id, 0)?;
-        self.notify(q);
         Ok(Taken::Refused)
     }
 
@@ -649,20 +681,27 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
             }
         };
         match self.put(src, dst, len, data) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Error::NoBuffer),
+            Ok(Put::Sent) => Ok(()),
+            Ok(Put::NoBuffer) => Err(Error::NoBuffer),
+            // The driver's buffers are smaller than the layout says (`take` checked the
+            // header fits): say what one holds.
+            Ok(Put::TooSmall(cap)) => Err(Error::PayloadTooLarge {
+                len: data.len(),
+                max: cap as usize - HEADER_LEN,
+            }),
             Err(Stopped) => Err(self.stop_error()),
         }
     }
 
-    /// Writes one message into the driver's next free buffer; `false` when it has none.
-    fn put(&mut self, src: u32, dst: u32, len: u16, data: &[u8]) -> Result<bool, Stopped> {
+    /// Writes one message into the driver's next free buffer: `Sent`, or why not.
+    fn put(&mut self, src: u32, dst: u32, len: u16, data: &[u8]) -> Result<Put, Stopped> {
         let need = HEADER_LEN + data.len();
         // Bounded: each round takes one ring entry, and a ring holds at most N.
         for _ in 0..=N {
             let (id, off, cap) = match self.take(TX, need)? {
-                Taken::Nothing => return Ok(false),
+                Taken::Nothing => return Ok(Put::NoBuffer),
                 Taken::Refused => continue,
+                Taken::TooSmall(cap) => return Ok(Put::TooSmall(cap)),
                 Taken::Buffer(id, off, cap) => (id, off, cap),
             };
             let hdr = RpmsgRepr {
@@ -680,9 +719,9 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
             self.give_back(TX, id, cap)?;
             self.s.stats.tx_messages = self.s.stats.tx_messages.wrapping_add(1);
             self.notify(TX);
-            return Ok(true);
+            return Ok(Put::Sent);
         }
-        Ok(false)
+        Ok(Put::NoBuffer)
     }
 }
 

@@ -66,6 +66,11 @@ pub enum Error {
     /// The link was entered from a context that interrupted it (an interrupt handler while a
     /// task held its lock under a no-op mutex).
     Busy,
+    /// A call that takes messages from the rings (`poll`, `handle_notify`, `recv*`,
+    /// `wait_link_up` and their async forms) was made from inside one of this link's receive
+    /// callbacks. It would run the next message's callback inside this one, one stack frame per
+    /// queued message; the poll that runs the callback takes the next messages when it returns.
+    InCallback,
 }
 
 impl Error {
@@ -89,14 +94,15 @@ impl Error {
             | Self::NotQueued
             | Self::ForeignBuffer
             | Self::Config(_)
-            | Self::Busy => false,
+            | Self::Busy
+            | Self::InCallback => false,
         }
     }
 
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::NoBuffer | Self::Timeout | Self::NotReady | Self::Busy => true,
+            Self::NoBuffer | Self::Timeout | Self::NotReady | Self::Busy | Self::InCallback => true,
             Self::LinkDown
             | Self::AddressInUse(_)
             | Self::UnknownEndpoint(_)
@@ -162,6 +168,10 @@ impl fmt::Display for Error {
             Self::Busy => {
                 f.write_str("link is busy in an interrupted context; call again from outside it")
             }
+            Self::InCallback => f.write_str(
+                "called from inside a receive callback of this link; return from the callback \
+                 and poll or receive from outside it",
+            ),
         }
     }
 }

@@ -47,6 +47,15 @@
 //! its callback, and wakes waiters. Blocking calls poll too while they wait, so a program
 //! without interrupts works.
 //!
+//! A callback runs inside the poll that took its message, and may send, create or destroy
+//! endpoints and release buffers. A call from inside it that would take messages itself
+//! (`poll`, `handle_notify`, `recv*`, `wait_link_up` and their async forms) is refused with
+//! [`Error::InCallback`] rather than deferred: it would otherwise run the next message's
+//! callback one stack frame deeper, as deep as the peer queues messages, and a `recv` waiting
+//! there could never be served. The poll running the callback takes the next messages when
+//! it returns. Other threads are told apart by [`Environment::context_id`] and are served
+//! meanwhile.
+//!
 //! # What we do where peers differ
 //!
 //! * As device we notify after every used-ring update unless the driver set
@@ -59,7 +68,17 @@
 //! * As driver we honour `VRING_USED_F_NO_NOTIFY`, and set `VRING_AVAIL_F_NO_INTERRUPT` on
 //!   vring 1 while no sender waits for a buffer, clearing it while one does (as Linux).
 //! * A message whose header claims more than its buffer holds, one for an unknown address, a
-//!   malformed announcement: dropped, counted in [`LinkStats`], the buffer returned. A ring
+//!   malformed announcement: dropped, counted in [`LinkStats`], the buffer returned. As
+//!   driver, a receive buffer returned with a used length below the 16-byte header carries
+//!   no message (its header is an old one): refused, counted, posted again.
+//! * As device, a receive buffer of the driver (vring 0) that fails a check (outside the
+//!   region, over the rings, chained, shorter than a header) is counted and kept, never
+//!   returned: every driver reads the header of a returned buffer again whatever its used
+//!   length (Linux's `used.len - 16` wraps below 16, OpenAMP and RPMsg-Lite do not look), so
+//!   it would deliver the last message that buffer carried a second time. A sound buffer too
+//!   small for a message stays ours for a smaller one; the send fails with
+//!   [`Error::PayloadTooLarge`]. Refused transmit buffers (vring 1) go back with their
+//!   descriptor's length, which is what drivers expect there. A ring
 //!   index that runs ahead by more than the ring holds breaks the link
 //!   ([`Error::PeerViolation`]) since nothing after it can be trusted.
 
@@ -233,6 +252,10 @@ enum Phase {
 
 const NIL: u16 = u16::MAX;
 
+/// Callbacks of one link that may run at the same time in different threads and still be
+/// told apart (more are handled conservatively: see `State::callers_overflow`).
+const CALLERS: usize = 4;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RxState {
     Free,
@@ -342,6 +365,10 @@ struct State<'r, const N: usize, const EPTS: usize> {
     nfree: usize,
     parked: u16,
     tx_waiters: u32,
+    /// Contexts ([`Environment::context_id`]) running one of our callbacks now.
+    callers: [Option<usize>; CALLERS],
+    /// Callbacks running beyond `callers`' room: while any do, every context counts as inside.
+    callers_overflow: u32,
     slots: [Slot<'r>; EPTS],
     ns_handler: Option<&'r dyn NsHandler>,
     wakers: Wakers,
@@ -381,8 +408,12 @@ pub struct Link<'r, P: Platform, E: Environment, const N: usize = 256, const EPT
     platform: P,
     env: E,
     cfg: Config,
+    /// This link's identity for held tokens: drawn from a process-wide counter in
+    /// [`Link::new`], so it never repeats and does not change when the link moves.
+    id: u64,
     vring0_kicked: AtomicBool,
-    /// Callbacks running now: a send blocked inside one does not poll (no nested dispatch).
+    /// Callbacks running now, in any context: when 0, no caller can be inside one (the fast
+    /// path of `in_callback`).
     dispatching: AtomicU32,
     /// A CREATE announcement could not be sent yet (no buffer): `poll` tries again.
     announce_owed: AtomicBool,
@@ -462,6 +493,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             platform,
             env,
             cfg,
+            id: next_link_id(),
             vring0_kicked: AtomicBool::new(false),
             dispatching: AtomicU32::new(0),
             announce_owed: AtomicBool::new(false),
@@ -480,6 +512,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 nfree: 0,
                 parked: NIL,
                 tx_waiters: 0,
+                callers: [None; CALLERS],
+                callers_overflow: 0,
                 slots: [Slot::EMPTY; EPTS],
                 ns_handler: None,
                 wakers: Wakers::new(),
@@ -515,8 +549,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         &self.region
     }
 
-    fn key(&self) -> usize {
-        core::ptr::from_ref::<Self>(self) as usize
+    fn key(&self) -> u64 {
+        self.id
     }
 
     fn with<R>(
@@ -1062,8 +1096,13 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     ///
     /// [`Error::PeerViolation`] when the peer broke the rings beyond recovery (the link is then
     /// down, and every later call says so); [`Error::LinkDown`] after [`Link::shutdown`];
-    /// [`Error::Busy`] when called from inside the link (an interrupt that preempted it).
+    /// [`Error::Busy`] when called from inside the link (an interrupt that preempted it);
+    /// [`Error::InCallback`] from inside one of this link's callbacks (see the
+    /// [module docs](self)).
     pub fn poll(&self) -> Result<usize, Error> {
+        if self.in_callback() {
+            return Err(Error::InCallback);
+        }
         let mut n = 0;
         let mut was_up = None;
         // Bounded, so a peer that keeps publishing cannot keep us here: four rings' worth per
@@ -1085,12 +1124,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 Next::Idle => break,
                 Next::Again => {}
                 Next::Callback(h, info) => {
-                    self.dispatching.fetch_add(1, Ordering::Relaxed);
-                    h.on_message(RxBuffer::new(self, info));
-                    self.dispatching.fetch_sub(1, Ordering::Relaxed);
+                    self.in_callback_run(|| h.on_message(RxBuffer::new(self, info)));
                 }
-                Next::Ns(h, a) => h.on_announcement(&a),
-                Next::NsBound(h, a, local) => h.on_bound(&a, local),
+                Next::Ns(h, a) => self.in_callback_run(|| h.on_announcement(&a)),
+                Next::NsBound(h, a, local) => self.in_callback_run(|| h.on_bound(&a, local)),
             }
             n += 1;
         }
@@ -1098,6 +1135,43 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             self.flush_announcements();
         }
         Ok(n)
+    }
+
+    /// Runs `f`, one of our callbacks, with the calling context marked as inside it, so that
+    /// a call back into this link from `f` that would dispatch is refused
+    /// ([`Error::InCallback`]) instead of nesting one callback per queued message.
+    fn in_callback_run(&self, f: impl FnOnce()) {
+        let me = self.env.context_id();
+        // Counted before the context is recorded, and forgotten after: `in_callback` never
+        // misses a recorded context.
+        self.dispatching.fetch_add(1, Ordering::SeqCst);
+        let slot = self.with(|st, _| {
+            let slot = st.callers.iter().position(Option::is_none);
+            match slot {
+                Some(i) => st.callers[i] = Some(me),
+                None => st.callers_overflow += 1,
+            }
+            slot
+        });
+        f();
+        if let Ok(slot) = slot {
+            let _ = self.with(|st, _| match slot {
+                Some(i) => st.callers[i] = None,
+                None => st.callers_overflow = st.callers_overflow.saturating_sub(1),
+            });
+        }
+        self.dispatching.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether the caller is inside one of this link's callbacks (see `in_callback_run`).
+    fn in_callback(&self) -> bool {
+        if self.dispatching.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        let me = self.env.context_id();
+        self.with(|st, _| st.callers_overflow > 0 || st.callers.contains(&Some(me)))
+            // The lock is taken by the context we interrupted: not inside a callback of ours.
+            .unwrap_or(false)
     }
 
     fn rx_step(&self, st: &mut State<'r, N, EPTS>, fx: &mut Effects) -> Result<Next<'r>, Error> {
@@ -1127,6 +1201,14 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                         let pool = *rx_pool;
                         if id >= pool.count {
                             // Outstanding but not a pool buffer cannot happen: we only post pool ids.
+                            return Ok(Next::Again);
+                        }
+                        if used_len < HEADER_LEN as u32 {
+                            // No message was written: the header there is an old one.
+                            let v = Violation::ShortUsed { id, len: used_len };
+                            Self::violation(&mut st.stats, v);
+                            st.stats.rx_malformed = st.stats.rx_malformed.wrapping_add(1);
+                            self.return_rx(st, fx, id, 0)?;
                             return Ok(Next::Again);
                         }
                         let mut cap = pool.size;
@@ -1507,9 +1589,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                                 desc_len: len,
                             }));
                         }
-                        // The driver moved a descriptor we hold: give it back empty.
+                        // The driver moved a descriptor we hold: keep it (see below).
                         Self::violation(&mut st.stats, Violation::BadAddress { addr, len });
-                        let _ = tx.push_used(&self.region, id, 0);
                         continue;
                     }
                     let (o, l) = tx.ring().avail_range();
@@ -1532,6 +1613,12 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                                     }));
                                 }
                             }
+                            // Kept, never returned: handed back, the buffer would still hold
+                            // the message it carried last, and every driver reads that header
+                            // again (Linux's `used.len - 16` check wraps for a length below
+                            // 16; OpenAMP and RPMsg-Lite do not check): a ghost message. We
+                            // cannot write an empty one there instead, since the buffer failed
+                            // our checks. The driver loses a buffer it spoiled.
                             Self::violation(
                                 &mut st.stats,
                                 Violation::BadAddress {
@@ -1539,8 +1626,6 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                                     len: p.len,
                                 },
                             );
-                            let _ = tx.push_used(&self.region, p.id, 0);
-                            self.device_notify(tx, 0, fx);
                         }
                         Err(v) if v.breaks_ring() => {
                             return Err(Self::fatal(st, fx, v));
@@ -1641,22 +1726,36 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 let _ = tx.enable_interrupt(&self.region);
             }
         })?;
-        let r = self.wait_for(
-            timeout,
-            Error::NoBuffer,
-            self.dispatching.load(Ordering::Relaxed) == 0,
-            attempt,
-        );
-        self.with(|st, _| {
-            st.tx_waiters = st.tx_waiters.saturating_sub(1);
-            #[cfg(feature = "role-driver")]
-            if st.tx_waiters == 0 {
-                if let Queues::Driver { tx, .. } = &st.queues {
-                    let _ = tx.set_no_interrupt(&self.region, true);
-                }
-            }
-        })?;
+        // A sender inside a callback does not poll (that would nest dispatch); buffers still
+        // come back through `try_alloc`, which takes them from the ring itself.
+        let r = self.wait_for(timeout, Error::NoBuffer, !self.in_callback(), attempt);
+        self.with(|st, _| self.tx_wait_end(st))?;
         r
+    }
+
+    /// A sender stopped waiting for a buffer: with none left waiting, the driver asks the
+    /// device not to interrupt for returned buffers again.
+    fn tx_wait_end(&self, st: &mut State<'r, N, EPTS>) {
+        st.tx_waiters = st.tx_waiters.saturating_sub(1);
+        #[cfg(feature = "role-driver")]
+        if st.tx_waiters == 0 {
+            if let Queues::Driver { tx, .. } = &st.queues {
+                let _ = tx.set_no_interrupt(&self.region, true);
+            }
+        }
+    }
+
+    /// A buffer of an earlier session, or of a link that is no longer up, must not be
+    /// written: its memory may be the driver's again.
+    fn tx_current(st: &State<'r, N, EPTS>, t: &TxInfo) -> Result<(), Error> {
+        if !matches!(st.phase, Phase::Up) || st.epoch != t.epoch {
+            return Err(Self::phase_error(if matches!(st.phase, Phase::Up) {
+                Phase::Down
+            } else {
+                st.phase
+            }));
+        }
+        Ok(())
     }
 
     /// Writes the header, publishes the buffer, notifies.
@@ -1678,17 +1777,12 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             len: len16,
             flags: 0,
         };
-        self.region.copy_in(t.offset, &hdr.to_bytes())?;
-        self.platform
-            .cache_clean(self.region.base_addr() + t.offset, HEADER_LEN + len);
         self.with(|st, fx| -> Result<(), Error> {
-            if !matches!(st.phase, Phase::Up) || st.epoch != t.epoch {
-                return Err(Self::phase_error(if matches!(st.phase, Phase::Up) {
-                    Phase::Down
-                } else {
-                    st.phase
-                }));
-            }
+            // Checked before anything is written: no write for a buffer of an old session.
+            Self::tx_current(st, &t)?;
+            self.region.copy_in(t.offset, &hdr.to_bytes())?;
+            self.platform
+                .cache_clean(self.region.base_addr() + t.offset, HEADER_LEN + len);
             match &mut st.queues {
                 Queues::None => return Err(Error::LinkDown),
                 #[cfg(feature = "role-driver")]
@@ -2192,9 +2286,48 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         }
     }
 
-    /// Async building block: a free transmit buffer, or `cx`'s waker registered.
-    pub(crate) fn poll_alloc(&self, cx: &mut Context<'_>) -> Poll<Result<TxInfo, Error>> {
-        self.poll_locked(cx, |st, fx| self.try_alloc(st, fx))
+    /// Async building block: a free transmit buffer, or `cx`'s waker registered. `waiting`
+    /// belongs to the future: set while it counts as a sender waiting for a buffer, which
+    /// (driver) asks the device to interrupt when it returns one, as a blocking sender does;
+    /// the future calls [`LinkCore::tx_wait_cancel`] if it is dropped while set.
+    pub(crate) fn poll_alloc(
+        &self,
+        cx: &mut Context<'_>,
+        waiting: &mut bool,
+    ) -> Poll<Result<TxInfo, Error>> {
+        self.poll_locked(cx, |st, fx| {
+            // Twice at most: once, and again if buffers came back while we asked for the
+            // interrupt (after that, the interrupt is on and announces the next one).
+            for _ in 0..2 {
+                let r = self.try_alloc(st, fx);
+                if !matches!(r, Ok(None)) {
+                    if core::mem::take(waiting) {
+                        self.tx_wait_end(st);
+                    }
+                    return r;
+                }
+                if !*waiting {
+                    *waiting = true;
+                    st.tx_waiters += 1;
+                }
+                if !self.ask_tx_interrupt(st) {
+                    break;
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// Driver: asks the device to interrupt when it returns a transmit buffer, and tells
+    /// whether one came back meanwhile (clear, full fence, re-check, as `alloc_blocking`
+    /// does): a buffer returned before the flag was cleared is seen now, a later one is
+    /// announced. A device has nothing to ask for.
+    fn ask_tx_interrupt(&self, st: &State<'r, N, EPTS>) -> bool {
+        match &st.queues {
+            #[cfg(feature = "role-driver")]
+            Queues::Driver { tx, .. } => matches!(tx.enable_interrupt(&self.region), Ok(true)),
+            _ => false,
+        }
     }
 
     /// Async building block: the head of an endpoint's queue, or `cx`'s waker registered.
@@ -2234,6 +2367,20 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     }
 }
 
+/// A link identity no other link of this program has had or will have: a 64-bit counter
+/// bumped in a critical section (no compare-and-swap needed, so it works on cores without
+/// one, such as Cortex-M0), which cannot wrap in the life of any program.
+fn next_link_id() -> u64 {
+    static NEXT: critical_section::Mutex<core::cell::Cell<u64>> =
+        critical_section::Mutex::new(core::cell::Cell::new(1));
+    critical_section::with(|cs| {
+        let c = NEXT.borrow(cs);
+        let id = c.get();
+        c.set(id.wrapping_add(1));
+        id
+    })
+}
+
 #[cfg(all(
     feature = "layout-rsc-table",
     any(feature = "role-driver", feature = "role-device")
@@ -2249,7 +2396,9 @@ pub(crate) trait LinkCore: Sync {
     fn release_rx(&self, info: RxInfo);
     fn hold_rx(&self, info: RxInfo) -> HeldRx;
     fn send_tx(&self, info: TxInfo, src: u32, dst: u32, len: usize) -> Result<(), Error>;
+    fn write_tx(&self, info: TxInfo, offset: usize, data: &[u8]) -> Result<(), Error>;
     fn drop_tx(&self, info: TxInfo);
+    fn tx_wait_cancel(&self);
     fn ep_send(
         &self,
         slot: u8,
@@ -2276,6 +2425,7 @@ pub(crate) trait LinkCore: Sync {
         slot: u8,
         generation: u16,
         cx: &mut Context<'_>,
+        waiting: &mut bool,
     ) -> Poll<Result<TxInfo, Error>>;
     fn ep_poll_recv(
         &self,
@@ -2328,6 +2478,20 @@ impl<P: Platform, E: Environment, const N: usize, const EPTS: usize> LinkCore
         self.publish_tx(info, src, dst, len)
     }
 
+    fn write_tx(&self, info: TxInfo, offset: usize, data: &[u8]) -> Result<(), Error> {
+        // Under the lock, so that no reset can come between the check and the write.
+        self.with(|st, _| {
+            Self::tx_current(st, &info)?;
+            self.region
+                .copy_in(info.offset + HEADER_LEN + offset, data)
+                .map_err(Error::from)
+        })?
+    }
+
+    fn tx_wait_cancel(&self) {
+        let _ = self.with(|st, _| self.tx_wait_end(st));
+    }
+
     fn drop_tx(&self, info: TxInfo) {
         let _ = self.with(|st, _| {
             if st.epoch == info.epoch && st.nfree < N {
@@ -2371,14 +2535,18 @@ impl<P: Platform, E: Environment, const N: usize, const EPTS: usize> LinkCore
         slot: u8,
         generation: u16,
         cx: &mut Context<'_>,
+        waiting: &mut bool,
     ) -> Poll<Result<TxInfo, Error>> {
         if let Err(e) = self
             .with(|st, _| Self::slot_check(st, slot, generation))
             .and_then(|r| r)
         {
+            if core::mem::take(waiting) {
+                self.tx_wait_cancel();
+            }
             return Poll::Ready(Err(e));
         }
-        self.poll_alloc(cx)
+        self.poll_alloc(cx, waiting)
     }
 
     fn ep_poll_recv(

@@ -180,6 +180,35 @@ pub trait Environment: Sync {
 
     /// Wakes every waiter (a buffer was returned, a message queued, the link changed state).
     fn wake(&self);
+
+    /// Which thread or task is calling: any number that differs between contexts that use a
+    /// link at the same time (an RTOS task handle, say). A link uses it to tell one of its
+    /// receive callbacks calling back into it (refused with
+    /// [`Error::InCallback`](crate::Error::InCallback), see [`Link::poll`](crate::Link::poll))
+    /// from another thread that uses the link meanwhile (served).
+    ///
+    /// The default is the calling thread with the `std` feature, and one context for every
+    /// caller without it: then, while a callback runs, calls that take messages fail with
+    /// `InCallback` in every context (the poll running the callback takes those messages
+    /// when it returns), which is exact on bare metal and conservative under an RTOS.
+    fn context_id(&self) -> usize {
+        default_context_id()
+    }
+}
+
+/// The calling thread (`std`): the address of a thread-local, distinct between threads that
+/// live at the same time.
+#[cfg(feature = "std")]
+fn default_context_id() -> usize {
+    extern crate std;
+    std::thread_local!(static HERE: u8 = const { 0 });
+    HERE.with(|h| core::ptr::from_ref(h) as usize)
+}
+
+/// One context for every caller (bare metal).
+#[cfg(not(feature = "std"))]
+fn default_context_id() -> usize {
+    0
 }
 
 /// A bare-metal environment that spins: the clock comes from a function (a SysTick or timer

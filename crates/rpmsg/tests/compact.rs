@@ -1656,8 +1656,9 @@ fn avail_index_ahead_by_exactly_num_is_fine() {
 /// the end, one not 4-aligned, one straddling the end, the top of the address space, a huge length, an address in
 /// the rings, a buffer shorter than a header. Each is counted in `peer_violations` and
 /// `rx_malformed`, named in `last_violation` as a `BadAddress`, returned on the used ring
-/// (used index advanced, length 0), no callback runs for it, and the good message after it is
-/// delivered.
+/// with its descriptor's length (what drivers expect of a returned transmit buffer; OpenAMP
+/// and RPMsg-Lite take it, less 16, as the buffer's capacity), no callback runs for it, and
+/// the good message after it is delivered.
 #[test]
 fn bad_descriptor_addresses_are_counted_and_returned() {
     let lite = LiteConfig::DEFAULT;
@@ -1702,7 +1703,7 @@ fn bad_descriptor_addresses_are_counted_and_returned() {
             assert_eq!(s.last_violation, Some(want), "{what}");
             assert_eq!(s.rx_messages, before.rx_messages, "{what}");
             assert_eq!(m.rings[1].used_idx(), used_before.wrapping_add(1), "{what}");
-            assert_eq!(m.reclaim(1), [(1, 0)], "{what}: returned empty");
+            assert_eq!(m.reclaim(1), [(1, len)], "{what}: returned as it came");
             assert!(sink.take().is_empty(), "{what}: no callback");
             m.send(0, 0x500, ECHO, &[i as u8; 7]);
             assert_eq!(remote.poll(), Ok(1), "{what}");
@@ -1720,6 +1721,50 @@ fn bad_descriptor_addresses_are_counted_and_returned() {
         );
         assert!(remote.is_up());
     });
+}
+
+/// Item 7 of issue 13, as reproduced: a remote configured for 1,024-byte buffers against a
+/// driver whose buffers hold 512. The driver receives "first" and "second"; a 600-byte send
+/// then finds both receive buffers too small. It must fail with `PayloadTooLarge` (the 496
+/// bytes the driver's buffer holds) before taking a buffer: a buffer given back without a
+/// message (used length 0) still holds "first" or "second", which the driver (ours, Linux,
+/// OpenAMP or RPMsg-Lite: each reads the old header) would deliver again. Smaller messages
+/// still go through in those buffers afterwards.
+#[test]
+fn item7_compact_remote_refuses_oversize_before_taking_a_buffer() {
+    let big = LiteConfig::new(2, 1008, 16);
+    let small = LiteConfig::DEFAULT;
+    let mut mem = TestMemory::new(big.region_len());
+    let region = mem.region();
+    let drv = driver::<2>(region, small);
+    drv.start().unwrap();
+    let client = drv
+        .create_endpoint(EndpointConfig::new().addr(CLIENT).queue(2))
+        .unwrap();
+    let mut remote = remote::<2>(region, big);
+    bring_up(&mut remote);
+    assert_eq!(remote.mtu(), 1008);
+    remote.try_send(ECHO, CLIENT, b"first").unwrap();
+    remote.try_send(ECHO, CLIENT, b"second").unwrap();
+    assert_eq!(recv_now(&client), (b"first".to_vec(), ECHO));
+    assert_eq!(recv_now(&client), (b"second".to_vec(), ECHO));
+    let before = (*remote.stats(), drv.stats());
+    assert_eq!(
+        remote.try_send(ECHO, CLIENT, &[7; 600]),
+        Err(Error::PayloadTooLarge { len: 600, max: 496 })
+    );
+    drv.poll().unwrap();
+    assert_eq!(
+        client.pending().unwrap(),
+        0,
+        "the driver received a message nobody sent"
+    );
+    assert_eq!(drv.stats(), before.1, "nothing reached the driver");
+    assert_eq!(remote.stats().tx_messages, before.0.tx_messages);
+    remote.try_send(ECHO, CLIENT, b"third").unwrap();
+    assert_eq!(recv_now(&client), (b"third".to_vec(), ECHO));
+    remote.try_send(ECHO, CLIENT, &[9; 496]).unwrap();
+    assert_eq!(recv_now(&client), (vec![9; 496], ECHO));
 }
 
 /// A header claiming more payload than its buffer holds (497 in a 512-byte buffer; 90 in a
@@ -1771,8 +1816,9 @@ fn header_length_larger_than_the_buffer() {
 }
 
 /// Chained or indirect vring 1 descriptors (`VRING_DESC_F_NEXT`, `VRING_DESC_F_INDIRECT`) are
-/// refused, counted, returned empty, and run no callback; `VRING_DESC_F_WRITE`, which
-/// RPMsg-Lite sets there, is accepted. On vring 0 a chained buffer is skipped by `try_send`.
+/// refused, counted, returned with their length, and run no callback; `VRING_DESC_F_WRITE`,
+/// which RPMsg-Lite sets there, is accepted. On vring 0 a chained buffer is skipped by
+/// `try_send` and kept (returned, it would hold an old message: issue 13, item 7).
 #[test]
 fn chained_descriptors_are_refused() {
     let lite = LiteConfig::DEFAULT;
@@ -1804,7 +1850,7 @@ fn chained_descriptors_are_refused() {
             assert_eq!(s.rx_malformed - before.rx_malformed, 1, "flags {flags:#x}");
             assert!(s.last_violation.is_some());
             assert!(sink.take().is_empty(), "flags {flags:#x}: no callback");
-            assert_eq!(m.reclaim(1), [(0, 0)], "flags {flags:#x}");
+            assert_eq!(m.reclaim(1), [(0, 19)], "flags {flags:#x}");
             assert_eq!(s.rx_messages, 0, "case {i}");
         }
         m.send_raw(1, hdr(0x500, ECHO, 3), b"abc", None, VRING_DESC_F_WRITE);
@@ -1819,7 +1865,7 @@ fn chained_descriptors_are_refused() {
         );
         let violations = remote.stats().peer_violations;
         assert_eq!(remote.try_send(ECHO, 0x500, b"hi"), Ok(()));
-        assert_eq!(m.reclaim(0), [(0, 0), (1, 512)]);
+        assert_eq!(m.reclaim(0), [(1, 512)]);
         assert_eq!(m.read_msg(m.rx_buf(1)).1, b"hi");
         assert_eq!(remote.stats().peer_violations, violations + 1);
     });
@@ -1874,15 +1920,17 @@ fn head_id_out_of_range() {
     });
 }
 
-/// Transmit buffers (vring 0) that point into the vrings, outside the region, or are too short
-/// for the message: `try_send` refuses each (a violation counted, returned empty with used
-/// length 0), uses the next good buffer if there is one, else says `NoBuffer`; the rings are
-/// not written through them.
+/// Transmit buffers (vring 0) that point into the vrings, outside the region, or are
+/// misaligned: `try_send` refuses each (a violation counted) and keeps it, never returning it
+/// (issue 13, item 7: a returned buffer still holds its old message, which the driver would
+/// read again), uses the next good buffer if there is one, else says `NoBuffer`; the rings
+/// are not written through them. A sound buffer too small for the message is not taken at
+/// all: `PayloadTooLarge` with what it holds, and a smaller message goes out in it.
 #[test]
 fn bad_transmit_buffers_are_skipped() {
-    let lite = LiteConfig::DEFAULT;
+    let lite = LiteConfig::new(8, 496, 16);
     with_master(lite, |region, m| {
-        let mut remote = remote::<2>(region, lite);
+        let mut remote = remote::<8>(region, lite);
         // Buffer 0 points at vring 0 itself, buffer 1 is good.
         m.rings[0].set_desc(0, 0, 512, VRING_DESC_F_WRITE);
         m.rings[0].publish(0);
@@ -1891,7 +1939,7 @@ fn bad_transmit_buffers_are_skipped() {
         bring_up(&mut remote);
         let rings_before = [m.rings[0].snapshot(), m.rings[1].snapshot()];
         assert_eq!(remote.try_send(ECHO, 0x500, b"hello"), Ok(()));
-        assert_eq!(m.reclaim(0), [(0, 0), (1, 512)]);
+        assert_eq!(m.reclaim(0), [(1, 512)], "buffer 0 kept");
         assert_eq!(
             m.read_msg(m.rx_buf(1)),
             (
@@ -1916,17 +1964,17 @@ fn bad_transmit_buffers_are_skipped() {
         assert_eq!(after[..used], rings_before[0][..used]);
         assert_eq!(m.rings[1].snapshot(), rings_before[1]);
 
-        // Now every buffer offered is bad: into vring 1, past the end, not 4-aligned, too
-        // short.
-        let cases: [(u64, u32); 4] = [
-            (lite.vring_size as u64, 512),
-            (m.rx_buf(0) as u64 + 1, 500),
-            (region.len() as u64, 512),
-            (m.rx_buf(0) as u64, 20),
+        // Now every buffer offered is bad: into vring 1, past the end, not 4-aligned, shorter
+        // than a header.
+        let cases: [(u16, u64, u32); 4] = [
+            (2, lite.vring_size as u64, 512),
+            (3, m.rx_buf(0) as u64 + 1, 500),
+            (4, region.len() as u64, 512),
+            (5, m.rx_buf(5) as u64, 12),
         ];
-        for (addr, len) in cases {
-            m.rings[0].set_desc(0, addr, len, VRING_DESC_F_WRITE);
-            m.rings[0].publish(0);
+        for (id, addr, len) in cases {
+            m.rings[0].set_desc(id, addr, len, VRING_DESC_F_WRITE);
+            m.rings[0].publish(id);
             let before = remote.stats().peer_violations;
             assert_eq!(
                 remote.try_send(ECHO, 0x500, b"0123456789"),
@@ -1934,20 +1982,28 @@ fn bad_transmit_buffers_are_skipped() {
                 "{addr:#x}+{len}"
             );
             assert_eq!(remote.stats().peer_violations, before + 1);
-            assert_eq!(m.reclaim(0), [(0, 0)]);
-            // Too short for this message (header + 10 bytes) is a length fault.
-            let want = if len < 26 {
+            assert!(m.reclaim(0).is_empty(), "{addr:#x}+{len}: kept");
+            let want = if len < 16 {
                 Violation::LengthTooLarge { len: 26, cap: len }
             } else {
                 Violation::BadAddress { addr, len }
             };
             assert_eq!(remote.stats().last_violation, Some(want));
         }
-        // A 20-byte buffer fits a 4-byte message, though.
-        m.rings[0].publish(0);
+        // A sound 20-byte buffer: too small for 10 bytes (not taken, no violation), enough for
+        // a 4-byte message.
+        m.rings[0].set_desc(6, m.rx_buf(6) as u64, 20, VRING_DESC_F_WRITE);
+        m.rings[0].publish(6);
+        let violations = remote.stats().peer_violations;
+        assert_eq!(
+            remote.try_send(ECHO, 0x500, b"0123456789"),
+            Err(Error::PayloadTooLarge { len: 10, max: 4 })
+        );
+        assert!(m.reclaim(0).is_empty(), "not taken");
+        assert_eq!(remote.stats().peer_violations, violations);
         assert_eq!(remote.try_send(ECHO, 0x500, b"tiny"), Ok(()));
-        assert_eq!(m.reclaim(0), [(0, 20)]);
-        assert_eq!(m.read_msg(m.rx_buf(0)).1, b"tiny");
+        assert_eq!(m.reclaim(0), [(6, 20)]);
+        assert_eq!(m.read_msg(m.rx_buf(6)).1, b"tiny");
         assert_eq!(remote.stats().tx_messages, 2);
         assert_eq!(m.rings[1].snapshot(), rings_before[1], "vring 1 untouched");
     });

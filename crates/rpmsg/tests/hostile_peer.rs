@@ -1342,10 +1342,8 @@ fn device_skips_send_buffers_outside_the_region() {
         drv.rings[0].desc(0, u64::MAX - 7, 512, VRING_DESC_F_WRITE);
         drv.rings[0].desc(1, geo.base + region.len() as u64, 512, VRING_DESC_F_WRITE);
         ep.try_send(b"hello").unwrap();
-        let back = drv.reclaim(0);
-        assert_eq!(back.len(), 3, "{back:?}");
-        assert_eq!(&back[..2], &[(0, 0), (1, 0)], "returned empty");
-        assert_eq!(back[2], (2, 512));
+        // The two spoiled buffers are kept (returned, they would hold old messages).
+        assert_eq!(drv.reclaim(0), [(2, 512)]);
         let (off, _) = geo.buffer(0, 2);
         let mut h = [0u8; 21];
         region.copy_out(off, &mut h).unwrap();
@@ -1356,6 +1354,138 @@ fn device_skips_send_buffers_outside_the_region() {
         assert_eq!(&h[16..], b"hello");
         let s = us.stats();
         assert_eq!((s.peer_violations, s.tx_messages), (2, 1), "{s:?}");
+        assert!(us.is_up());
+    });
+}
+
+/// What a real driver does with a receive buffer the device returns, whatever its used
+/// length: Linux checks `hdr.len <= used.len - 16` in unsigned arithmetic (a used length below
+/// 16 wraps and passes), OpenAMP and RPMsg-Lite do not look at it; all three then read the
+/// header in the buffer and deliver the message. Returns what such a driver would deliver for
+/// each used element: `(dst, payload)`.
+fn deliver_like_linux(
+    geo: &Geometry,
+    r: SharedRegion<'_>,
+    back: &[(u32, u32)],
+) -> Vec<(u32, Vec<u8>)> {
+    back.iter()
+        .filter_map(|&(id, used_len)| {
+            let (off, size) = geo.buffer(0, u16::try_from(id).ok()?);
+            let mut h = [0u8; 16];
+            r.copy_out(off, &mut h).unwrap();
+            let h = RpmsgRepr::from_bytes(&h);
+            let room = used_len.wrapping_sub(16);
+            if used_len as usize > size.max(512) || u32::from(h.len) > room {
+                return None;
+            }
+            let mut p = vec![0u8; usize::from(h.len)];
+            r.copy_out(off + 16, &mut p).unwrap();
+            Some((h.dst, p))
+        })
+        .collect()
+}
+
+/// Item 7 of issue 13: our device refuses a receive buffer of the driver (its descriptor now
+/// points outside shared memory, holds less than a header, or is chained). Given back with
+/// used length 0, as before, a driver that re-reads the buffer (Linux, OpenAMP, RPMsg-Lite:
+/// see `deliver_like_linux`) delivers again the message it held last: a ghost. The device must
+/// keep such a buffer instead (counted as a violation), send in the next good one, and hand
+/// back nothing a driver can misread.
+#[test]
+fn item7_refused_buffer_is_not_a_ghost_message() {
+    with_ours(Role::Device, |geo, region, us| {
+        let ep = us
+            .create_endpoint(EndpointConfig::new().addr(0x200).dst(0x100))
+            .unwrap();
+        us.start().unwrap();
+        let mut drv = RawDriver::start(geo, region);
+        us.wait_link_up(Timeout::After(Duration::from_secs(60)))
+            .unwrap();
+        // A first round: every receive buffer carries a message, which the driver reads.
+        for i in 0..NUM {
+            ep.try_send(&[b'a' + i as u8; 5]).unwrap();
+        }
+        let back = drv.reclaim(0);
+        assert_eq!(
+            deliver_like_linux(geo, region, &back).len(),
+            usize::from(NUM)
+        );
+        // The driver posts them again, three of them spoiled.
+        let (off0, size) = geo.buffer(0, 0);
+        let end = geo.base + region.len() as u64;
+        for id in 0..NUM {
+            let (off, _) = geo.buffer(0, id);
+            let (addr, len, flags) = match id {
+                0 => (end, size as u32, VRING_DESC_F_WRITE),
+                1 => (geo.base + off as u64, 8, VRING_DESC_F_WRITE),
+                2 => (
+                    geo.base + off0 as u64,
+                    size as u32,
+                    VRING_DESC_F_WRITE | VRING_DESC_F_NEXT,
+                ),
+                _ => (geo.base + off as u64, size as u32, VRING_DESC_F_WRITE),
+            };
+            drv.rings[0].desc(id, addr, len, flags);
+            drv.rings[0].publish(id);
+        }
+        let before = us.stats();
+        ep.try_send(b"fresh").unwrap();
+        let back = drv.reclaim(0);
+        let got = deliver_like_linux(geo, region, &back);
+        assert_eq!(got, [(0x100, b"fresh".to_vec())], "returned: {back:?}");
+        let s = us.stats();
+        assert_eq!(s.peer_violations - before.peer_violations, 3, "{s:?}");
+        assert_eq!(s.tx_messages - before.tx_messages, 1);
+        assert!(us.is_up());
+    });
+}
+
+/// Item 7, the driver's side: a device that returns a receive buffer with a used length
+/// below the 16-byte header has written no message into it. Our driver must not read the old
+/// header there (it held "a1", already delivered): the element is refused, counted in
+/// `rx_malformed` and as `Violation::ShortUsed`, and the buffer posted again.
+#[test]
+fn item7_driver_refuses_used_shorter_than_a_header() {
+    with_ours(Role::Driver, |geo, region, us| {
+        let a = us
+            .create_endpoint(EndpointConfig::new().addr(0x100).queue(8))
+            .unwrap();
+        us.start().unwrap();
+        let mut dev = RawDevice::new(geo, region);
+        let id = dev.send(0x200, 0x100, b"a1");
+        us.poll().unwrap();
+        expect_queue(&a, &[b"a1"]);
+        // The same buffer comes back, unwritten, with used length 0 and then 15.
+        for used_len in [0, 15] {
+            loop {
+                let (got, _, _) = dev.take(0).expect("the driver posted it again");
+                if got == id {
+                    break;
+                }
+                dev.rings[0].push_used(u32::from(got), 512);
+                us.poll().unwrap();
+            }
+            dev.rings[0].push_used(u32::from(id), used_len);
+            let before = us.stats();
+            us.poll().unwrap();
+            assert_eq!(
+                a.pending().unwrap(),
+                0,
+                "used length {used_len}: a ghost of a1"
+            );
+            let s = us.stats();
+            assert_eq!(s.rx_malformed - before.rx_malformed, 1, "{s:?}");
+            assert_eq!(
+                s.last_violation,
+                Some(Violation::ShortUsed { id, len: used_len })
+            );
+            assert_eq!(s.rx_messages, 1);
+        }
+        let mut reposted = false;
+        while let Some((got, _, _)) = dev.take(0) {
+            reposted |= got == id;
+        }
+        assert!(reposted, "the buffer was posted again");
         assert!(us.is_up());
     });
 }

@@ -107,11 +107,20 @@ pub enum Violation {
         /// Region offset of our first buffer.
         expected: u32,
     } = 11,
+    /// The device returned a receive buffer with a used length below the 16-byte header: it
+    /// wrote no message there, and what the buffer holds is an old one.
+    ShortUsed {
+        /// The descriptor returned.
+        id: u16,
+        /// The used length it came with.
+        len: u32,
+    } = 12,
 }
 
 impl Violation {
     /// Whether the ring itself can no longer be used: an index we cannot trust any more, or a
-    /// ring outside the region. Every other violation costs one buffer, which goes back.
+    /// ring outside the region. Every other violation costs one buffer (returned where a peer
+    /// cannot misread it, otherwise kept).
     pub fn breaks_ring(&self) -> bool {
         matches!(self, Self::IndexJump { .. } | Self::OutOfRegion(_))
     }
@@ -164,6 +173,10 @@ impl fmt::Display for Violation {
             Self::MalformedTable { field, value } => write!(
                 f,
                 "the peer's resource table is malformed: {field} {value:#x}; fix the table the other side writes (or give it a larger area, RscConfig::table_len)"
+            ),
+            Self::ShortUsed { id, len } => write!(
+                f,
+                "device returned buffer {id} with used length {len}, shorter than a message header"
             ),
         }
     }
@@ -651,6 +664,14 @@ impl<const N: usize> DeviceQueue<N> {
             len,
             flags,
         }))
+    }
+
+    /// Undoes the [`DeviceQueue::pop_avail`] that just returned `id`: the buffer stays
+    /// available, to be taken (and read afresh) by the next `pop_avail`. Nothing was written
+    /// to the ring by the pop, so the driver cannot tell.
+    pub(crate) fn unpop(&mut self, id: u16) {
+        self.last_avail = self.last_avail.wrapping_sub(1);
+        self.held.set(id, false);
     }
 
     /// Returns descriptor `id` with `len` on the used ring: element, release fence, index.
