@@ -139,6 +139,7 @@ impl<const N: usize, const EPTS: usize> State<'_, N, EPTS> {
                 ],
                 ids: [0; 2],
                 rings_end: 0,
+                buffers_end: 0,
                 mtu: 0,
                 up: false,
                 broken: false,
@@ -176,6 +177,9 @@ struct LinkState<const N: usize> {
     ids: [u32; 2],
     /// Where the buffer area starts: both vrings lie below it, and no buffer may overlap them.
     rings_end: usize,
+    /// Where the buffer area ends (`LiteConfig::buffer` past the last buffer): a buffer beyond
+    /// it means the driver's geometry differs from ours.
+    buffers_end: usize,
     /// Payload bytes a buffer of this layout holds.
     mtu: usize,
     up: bool,
@@ -251,6 +255,7 @@ impl<'r, P: Platform, const N: usize, const EPTS: usize> Remote<'r, P, N, EPTS> 
         }
         link.ids = [cfg.link_id << 1, (cfg.link_id << 1) | 1];
         link.rings_end = rings_end;
+        link.buffers_end = cfg.buffer(2 * cfg.buffer_count as usize);
         // `validate` made sure a buffer holds a header; a header counts the payload in 16
         // bits, whatever the buffers hold.
         link.mtu = (cfg.buffer_size as usize - HEADER_LEN).min(usize::from(u16::MAX));
@@ -640,6 +645,16 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
                     off % 4 == 0 && off >= self.s.rings_end && region.contains(off, len)
                 });
             if let Some(off) = off {
+                if off + len > self.s.buffers_end {
+                    // Past the rings, in the region, but beyond our layout's buffer area: the
+                    // driver lays out another geometry (VRING_SIZE, VRING_ALIGN, buffer size
+                    // or count).
+                    self.violation(Violation::GeometryMismatch {
+                        found: off as u32,
+                        expected: self.s.rings_end as u32,
+                    })?;
+                    return self.refused(q, p.id, p.len);
+                }
                 if len < need {
                     // Sound, but too small for this message: leave it for a smaller one.
                     self.s.queues[q].unpop(p.id);
@@ -653,9 +668,14 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
             }
         };
         self.violation(v)?;
+        self.refused(q, p.id, p.len)
+    }
+
+    /// A buffer `take` refused: see there for where it goes.
+    fn refused(&mut self, q: usize, id: u16, len: u32) -> Result<Taken, Stopped> {
         if q == RX {
             self.s.stats.rx_malformed = self.s.stats.rx_malformed.wrapping_add(1);
-            self.give_back(q, p.id, p.len)?;
+            self.give_back(q, id, len)?;
             self.notify(q);
         }
         Ok(Taken::Refused)

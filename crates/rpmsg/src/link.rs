@@ -1249,6 +1249,12 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                             .platform
                             .address_map()
                             .to_offset(p.addr, p.len as usize);
+                        let area =
+                            off.map(|o| self.in_buffer_area(o, o.saturating_add(p.len as usize)));
+                        let bad = match (bad, area) {
+                            (None, Some(Err(v))) => Some(v),
+                            (bad, _) => bad,
+                        };
                         match (bad, off) {
                             (None, Some(off)) if self.region.contains(off, p.len as usize) => {
                                 (p.id, off, p.len, p.len)
@@ -1579,18 +1585,20 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                         let id = st.free[st.nfree];
                         let len = st.tx_desc_len.get(usize::from(id)).copied().unwrap_or(0);
                         let (addr, _, _) = tx.ring().read_desc(&self.region, id)?;
-                        if let Some(off) = self.checked_buffer(addr, len, rings) {
-                            let cap = len as usize - HEADER_LEN;
-                            return Ok(Some(TxInfo {
-                                id,
-                                epoch,
-                                offset: off,
-                                cap,
-                                desc_len: len,
-                            }));
+                        match self.checked_buffer(addr, len, rings) {
+                            Ok(off) => {
+                                let cap = len as usize - HEADER_LEN;
+                                return Ok(Some(TxInfo {
+                                    id,
+                                    epoch,
+                                    offset: off,
+                                    cap,
+                                    desc_len: len,
+                                }));
+                            }
+                            // The driver moved a descriptor we hold: keep it (see below).
+                            Err(v) => Self::violation(&mut st.stats, v),
                         }
-                        // The driver moved a descriptor we hold: keep it (see below).
-                        Self::violation(&mut st.stats, Violation::BadAddress { addr, len });
                         continue;
                     }
                     let (o, l) = tx.ring().avail_range();
@@ -1598,7 +1606,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     match tx.pop_avail(&self.region) {
                         Ok(None) => return Ok(None),
                         Ok(Some(p)) => {
-                            if let Some(off) = self.checked_buffer(p.addr, p.len, rings) {
+                            let checked = self.checked_buffer(p.addr, p.len, rings);
+                            if let Ok(off) = checked {
                                 if p.flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) == 0 {
                                     let cap = p.len as usize - HEADER_LEN;
                                     if let Some(d) = st.tx_desc_len.get_mut(usize::from(p.id)) {
@@ -1619,13 +1628,14 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                             // 16; OpenAMP and RPMsg-Lite do not check): a ghost message. We
                             // cannot write an empty one there instead, since the buffer failed
                             // our checks. The driver loses a buffer it spoiled.
-                            Self::violation(
-                                &mut st.stats,
-                                Violation::BadAddress {
-                                    addr: p.addr,
-                                    len: p.len,
+                            let v = match checked {
+                                Ok(_) => Violation::Chained {
+                                    id: p.id,
+                                    flags: p.flags,
                                 },
-                            );
+                                Err(v) => v,
+                            };
+                            Self::violation(&mut st.stats, v);
                         }
                         Err(v) if v.breaks_ring() => {
                             return Err(Self::fatal(st, fx, v));
@@ -1642,16 +1652,55 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     /// Refuses a buffer that overlaps `rings`: we are about to write into it, and a driver
     /// pointing it at the vrings would have us overwrite them.
     #[cfg(feature = "role-device")]
-    fn checked_buffer(&self, addr: u64, len: u32, rings: [(usize, usize); 2]) -> Option<usize> {
+    fn checked_buffer(
+        &self,
+        addr: u64,
+        len: u32,
+        rings: [(usize, usize); 2],
+    ) -> Result<usize, Violation> {
+        let bad = Violation::BadAddress { addr, len };
         if (len as usize) < HEADER_LEN {
-            return None;
+            return Err(bad);
         }
-        let off = self.platform.address_map().to_offset(addr, len as usize)?;
-        let end = off.checked_add(len as usize)?;
+        let off = self
+            .platform
+            .address_map()
+            .to_offset(addr, len as usize)
+            .ok_or(bad)?;
+        let end = off.checked_add(len as usize).ok_or(bad)?;
         let overlaps = rings
             .iter()
             .any(|&(b, size)| off < b.saturating_add(size) && b < end);
-        (self.region.contains(off, len as usize) && !overlaps).then_some(off)
+        if !self.region.contains(off, len as usize) || overlaps {
+            return Err(bad);
+        }
+        self.in_buffer_area(off, end)?;
+        Ok(off)
+    }
+
+    /// Device, RPMsg-Lite layout: a buffer the driver posted must lie in the buffer area our
+    /// layout gives (`LiteConfig::buffer`, both directions). One outside it means the two sides
+    /// disagree on the geometry, which the link-up check may not have caught (a driver that
+    /// posts its first buffers where we expect them and later ones elsewhere).
+    fn in_buffer_area(&self, off: usize, end: usize) -> Result<(), Violation> {
+        match self.cfg.layout {
+            #[cfg(feature = "layout-lite")]
+            LayoutConfig::Lite(l) if self.cfg.role == Role::Device => {
+                let start = l.offsets().2;
+                let limit = l.buffer(2 * usize::from(l.buffer_count));
+                if off < start || end > limit {
+                    return Err(Violation::GeometryMismatch {
+                        found: u32::try_from(off).unwrap_or(u32::MAX),
+                        expected: u32::try_from(start).unwrap_or(u32::MAX),
+                    });
+                }
+                Ok(())
+            }
+            _ => {
+                let _ = (off, end);
+                Ok(())
+            }
+        }
     }
 
     /// Waits up to `timeout` for `attempt` to produce something, polling the rings meanwhile.

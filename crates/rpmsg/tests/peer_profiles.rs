@@ -694,7 +694,9 @@ fn item5_lite_vring_size_mismatch_is_refused_at_link_up() {
     assert_eq!(dev.stats().peer_violations, 1);
     let text = e.to_string();
     assert!(
-        text.contains("first buffer is at offset 0x10000 but our layout puts buffers at"),
+        text.contains(
+            "buffer the driver posted is at offset 0x10000 but our layout puts buffers from"
+        ),
         "{text}"
     );
     assert!(
@@ -720,4 +722,90 @@ fn item5_lite_vring_size_mismatch_is_refused_at_link_up() {
     dev.poll().unwrap();
     let mut buf = [0u8; 4];
     assert_eq!(ep.recv(&mut buf, Timeout::NoWait).unwrap(), (3, 1024));
+}
+
+/// Points every descriptor of `ring` (`count` of them) at `off`, inside the region but past the
+/// buffer area a [`LiteConfig`] gives: what a driver of another geometry posts.
+fn move_descriptors(ring: &RawRing<'_>, count: u16, off: usize, size: u32, flags: u16) {
+    for j in 0..count {
+        ring.desc(j, off as u64, size, flags);
+    }
+}
+
+/// Item 5 of issue 13, after link-up: a buffer the driver posts outside our layout's buffer
+/// area (its first one was in place, so link-up passed) is refused and counted as a geometry
+/// mismatch, in both directions. Before: taken and used, wherever it lay in the region.
+#[test]
+fn item5_lite_buffer_outside_the_buffer_area_is_a_counted_violation() {
+    let lite = LiteConfig::new(2, 496, 0x10);
+    let mut mem = TestMemory::new(lite.region_len() + 0x1000);
+    let r = mem.region();
+    let outside = lite.region_len();
+    let mut master = LiteMaster::new(r, lite);
+    master.init();
+    let dev: Link<_, _, 2> = Link::new(
+        r,
+        Loopback::new(r),
+        TestEnv::new(),
+        Config::lite(Role::Device, lite),
+    )
+    .unwrap();
+    dev.start().unwrap();
+    assert!(dev.is_up());
+    let ep = dev.create_endpoint(EndpointConfig::new().addr(30)).unwrap();
+    // Receive: the master's transmit buffers now lie past the buffer area.
+    move_descriptors(&master.v1, 2, outside, lite.buffer_size, 0);
+    master.send(1024, 30, b"elsewhere").unwrap();
+    dev.poll().unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(ep.recv(&mut buf, Timeout::NoWait), Err(Error::NoBuffer));
+    let s = dev.stats();
+    assert_eq!((s.peer_violations, s.rx_malformed), (1, 1));
+    assert!(
+        matches!(s.last_violation, Some(rpmsg::Violation::GeometryMismatch { found, .. }) if found as usize == outside),
+        "{:?}",
+        s.last_violation
+    );
+    // Send: the master's receive buffers too.
+    move_descriptors(&master.v0, 2, outside, lite.buffer_size, 2);
+    assert!(ep.try_send_to(1024, b"x").is_err());
+    let s = dev.stats();
+    assert_eq!(s.peer_violations, 3, "both receive buffers refused");
+    assert!(matches!(
+        s.last_violation,
+        Some(rpmsg::Violation::GeometryMismatch { .. })
+    ));
+    assert_eq!(master.recv(), None);
+}
+
+/// The same for `compact::Remote`.
+#[test]
+fn item5_lite_buffer_outside_the_buffer_area_compact() {
+    let lite = LiteConfig::new(2, 496, 0x10);
+    let mut mem = TestMemory::new(lite.region_len() + 0x1000);
+    let r = mem.region();
+    let outside = lite.region_len();
+    let mut master = LiteMaster::new(r, lite);
+    master.init();
+    let got = std::sync::Mutex::new(0u32);
+    let handler = |_msg: Message<'_>| *got.lock().unwrap() += 1;
+    let mut state = State::new();
+    let mut remote: Remote<'_, _> = Remote::new(r, Loopback::new(r), lite, &mut state).unwrap();
+    let addr = remote.create_endpoint(30, &handler).unwrap();
+    remote.handle_notify(master.kick_id()).unwrap();
+    assert!(remote.is_up());
+    move_descriptors(&master.v1, 2, outside, lite.buffer_size, 0);
+    master.send(1024, addr, b"elsewhere").unwrap();
+    remote.poll().unwrap();
+    assert_eq!(*got.lock().unwrap(), 0);
+    let s = remote.stats();
+    assert_eq!((s.peer_violations, s.rx_malformed), (1, 1));
+    assert!(matches!(
+        s.last_violation,
+        Some(rpmsg::Violation::GeometryMismatch { .. })
+    ));
+    move_descriptors(&master.v0, 2, outside, lite.buffer_size, 2);
+    assert!(remote.try_send(addr, 1024, b"x").is_err());
+    assert_eq!(remote.stats().peer_violations, 3);
+    assert_eq!(master.recv(), None);
 }

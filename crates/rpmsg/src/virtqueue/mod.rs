@@ -98,11 +98,11 @@ pub enum Violation {
         /// The value found (saturated to 32 bits).
         value: u32,
     } = 10,
-    /// RPMsg-Lite layout: the driver's first receive buffer is not where our layout puts the
-    /// buffers, so the two sides disagree on `VRING_SIZE` or `VRING_ALIGN` (or the buffer
-    /// size or count).
+    /// RPMsg-Lite layout: a buffer the driver posted (at link-up, its first one) is not where
+    /// our layout puts the buffers, so the two sides disagree on `VRING_SIZE` or `VRING_ALIGN`
+    /// (or the buffer size or count).
     GeometryMismatch {
-        /// Region offset of the driver's first buffer (`u32::MAX`: outside the region).
+        /// Region offset of the driver's buffer (`u32::MAX`: outside the region).
         found: u32,
         /// Region offset of our first buffer.
         expected: u32,
@@ -168,7 +168,7 @@ impl fmt::Display for Violation {
             Self::BadTable(what) => write!(f, "driver wrote an invalid resource table: {what}"),
             Self::GeometryMismatch { found, expected } => write!(
                 f,
-                "the driver's first buffer is at offset {found:#x} but our layout puts buffers at {expected:#x}: VRING_SIZE (--vring-size) or VRING_ALIGN (--align) differ between the two sides (or the buffer size or count); configure both alike"
+                "a buffer the driver posted is at offset {found:#x} but our layout puts buffers from {expected:#x}: VRING_SIZE (--vring-size) or VRING_ALIGN (--align) differ between the two sides (or the buffer size or count); configure both alike"
             ),
             Self::MalformedTable { field, value } => write!(
                 f,
