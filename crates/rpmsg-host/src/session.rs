@@ -214,6 +214,9 @@ pub struct Session {
     pub(crate) consumed: AtomicU64,
     pub(crate) futex_consumed: AtomicU32,
     seen_peer: AtomicBool,
+    /// A doorbell found no peer socket (socket mode): the driver rings again when the device
+    /// appears, see [`Service`](crate::Service).
+    pub(crate) lost_doorbell: AtomicBool,
     pub(crate) stop_service: AtomicBool,
     closed: AtomicBool,
 }
@@ -368,6 +371,7 @@ impl Session {
             consumed: AtomicU64::new(0),
             futex_consumed: AtomicU32::new(0),
             seen_peer: AtomicBool::new(false),
+            lost_doorbell: AtomicBool::new(false),
             stop_service: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         }
