@@ -354,7 +354,7 @@ impl Bench<'_> {
                 pp.round_trip(seq, self.timeout)?;
                 let t1 = Instant::now();
                 self.samples.push(nanos(t1 - t0));
-                if t1 >= end {
+                if t1 >= end || crate::signal::received().is_some() {
                     break;
                 }
             }
@@ -393,7 +393,7 @@ impl Bench<'_> {
                         ring.push(&msg, self.timeout)?;
                     }
                     n += 64;
-                    if t0.elapsed() >= d {
+                    if t0.elapsed() >= d || crate::signal::received().is_some() {
                         break;
                     }
                 }
@@ -464,7 +464,7 @@ impl Bench<'_> {
                             )));
                         }
                         self.samples.push(nanos(t1 - t0));
-                        if t1 >= end {
+                        if t1 >= end || crate::signal::received().is_some() {
                             break;
                         }
                     }
@@ -485,7 +485,7 @@ impl Bench<'_> {
                                 ep.send_to_timeout(sink, &out[..size], t).map_err(explain)?;
                             }
                             sent += 64;
-                            if t0.elapsed() >= d {
+                            if t0.elapsed() >= d || crate::signal::received().is_some() {
                                 break;
                             }
                         }
@@ -568,10 +568,13 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
         bar,
         samples: Vec::with_capacity(cap.min(1 << 25)),
     };
+    // From here on a SIGINT or SIGTERM ends the current phase; the file and the peer go.
+    let armed = crate::signal::arm();
     let r = run(&mut b);
     b.bar.finish_and_clear();
     let _ = std::fs::remove_file(&b.path);
-    let (report, series) = r?;
+    drop(armed);
+    let (report, series) = crate::signal::check(r)?;
     if let Some(p) = &args.plot {
         crate::plot::histograms(p, &series)
             .map_err(|e| Failure::msg(format!("cannot draw {}: {e}", p.display())))?;
@@ -596,6 +599,7 @@ fn run(b: &mut Bench<'_>) -> Result<(Report, Vec<PlotSeries>), Failure> {
     b.bar.inc(1);
     let mut rings = Vec::new();
     for &size in &b.args.sizes {
+        crate::signal::check_now()?;
         rings.push(RingBaseline {
             size,
             throughput: b.ring(size)?,
@@ -606,6 +610,7 @@ fn run(b: &mut Bench<'_>) -> Result<(Report, Vec<PlotSeries>), Failure> {
     let mut cases = Vec::new();
     let modes = b.args.modes.clone();
     for mode in modes {
+        crate::signal::check_now()?;
         let mode = DoorbellMode::from(mode);
         for (size, lat, thr, plot) in b.rpmsg_mode(mode)? {
             let ring = rings
@@ -791,6 +796,7 @@ fn rpmsg_peer(args: &PeerArgs, idle: Duration) -> Result<(), Failure> {
     opts.socket_dir.clone_from(&args.sock_dir);
     opts.wait_for_driver = idle;
     let session = Session::attach(&opts)?;
+    let _armed = crate::signal::arm();
     let link: CliLink<'_> = session.link(config(&session, idle)?)?;
     let r = run_link(
         &link,

@@ -458,3 +458,172 @@ fn bench_runs_briefly_with_json_and_a_plot() {
         "no progress bar without a terminal"
     );
 }
+
+/// Sends `sig` to `child`.
+fn signal(child: &Child, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, sig).unwrap();
+}
+
+/// Item 12: SIGINT or SIGTERM to either side of a ping/echo session: the signalled side closes
+/// the session cleanly and exits with 130 or 143; the other side reads "closed the session"
+/// (never "died"); no file or socket is left.
+#[test]
+fn item12_sigint_and_sigterm_close_ping_and_echo_cleanly() {
+    use rustix::process::Signal;
+    for (target, sig, code) in [
+        ("ping", Signal::INT, 130),
+        ("echo", Signal::TERM, 143),
+        ("echo", Signal::INT, 130),
+        ("ping", Signal::TERM, 143),
+    ] {
+        let s = Scratch::new("sig");
+        let mut echo = s
+            .cmd("echo", &["--wait-for-file", "--wait", "120000"])
+            .spawn()
+            .unwrap();
+        let mut ping = s
+            .cmd(
+                "ping",
+                &[
+                    "--count",
+                    "1000000000",
+                    "--timeout",
+                    "120000",
+                    "--wait",
+                    "120000",
+                ],
+            )
+            .spawn()
+            .unwrap();
+        let out = lines(&mut ping);
+        wait_for_line(&out, "bound");
+        let (signalled, other) = if target == "ping" {
+            (&mut ping, &mut echo)
+        } else {
+            (&mut echo, &mut ping)
+        };
+        signal(signalled, sig);
+        let st = wait_status(signalled, target);
+        let err = stderr_of(signalled);
+        let ctx = format!("{target} got {sig:?}");
+        assert_eq!(st.code(), Some(code), "{ctx}: {err}");
+        assert!(err.contains("closed the session cleanly"), "{ctx}: {err}");
+        let st = wait_status(other, "the other side");
+        let err = stderr_of(other);
+        assert!(!err.contains("died"), "{ctx}: the other side said {err}");
+        if target == "ping" {
+            // The echo server's session ended normally: the driver left.
+            let mut o = String::new();
+            echo.stdout.take().unwrap().read_to_string(&mut o).unwrap();
+            assert_eq!(st.code(), Some(0), "{ctx}: {err}");
+            assert!(
+                o.contains("the driver side closed the session"),
+                "{ctx}: {o}"
+            );
+        } else {
+            // Ping wanted more round trips: it fails, saying why.
+            assert_eq!(st.code(), Some(1), "{ctx}: {err}");
+            assert!(
+                err.contains("the device side closed the session"),
+                "{ctx}: {err}"
+            );
+        }
+        assert_eq!(s.leftovers(), Vec::<PathBuf>::new(), "{ctx}");
+    }
+}
+
+/// Item 12: the demo, interrupted while it waits for the remote's late answer, closes its
+/// session and exits with 130, removing its file and sockets (its remote leaves too).
+#[test]
+fn item12_sigint_ends_the_demo_cleanly() {
+    let s = Scratch::new("sig-demo");
+    let mut demo = Command::new(RPMSG)
+        .arg("demo")
+        .arg("--sock-dir")
+        .arg(&s.sock_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = demo.id();
+    let out = lines(&mut demo);
+    wait_for_line(&out, "blocking in recv");
+    signal(&demo, rustix::process::Signal::INT);
+    let st = wait_status(&mut demo, "demo");
+    let err = stderr_of(&mut demo);
+    assert_eq!(st.code(), Some(130), "{err}");
+    assert!(
+        !Path::new(&format!("/dev/shm/rpmsg-demo-{pid}")).exists(),
+        "the demo left its shared-memory file"
+    );
+    assert_eq!(s.leftovers(), Vec::<PathBuf>::new(), "{err}");
+}
+
+/// Item 12: `rpmsg bench` interrupted mid-run exits with 130 and leaves no file or socket.
+#[test]
+fn item12_sigint_ends_bench_cleanly() {
+    let s = Scratch::new("sig-bench");
+    let mut bench = Command::new(RPMSG)
+        .args([
+            "bench",
+            "--latency-ms",
+            "60000",
+            "--modes",
+            "socket",
+            "--sizes",
+            "16",
+            "--no-pin",
+        ])
+        .arg("--sock-dir")
+        .arg(&s.sock_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let file = PathBuf::from(format!("/dev/shm/rpmsg-bench-{}", bench.id()));
+    let start = Instant::now();
+    while !file.exists() {
+        assert!(
+            start.elapsed() < GUARD,
+            "bench never created {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&bench, rustix::process::Signal::INT);
+    let st = wait_status(&mut bench, "bench");
+    let err = stderr_of(&mut bench);
+    assert_eq!(st.code(), Some(130), "{err}");
+    assert!(!file.exists(), "bench left {}", file.display());
+    assert_eq!(s.leftovers(), Vec::<PathBuf>::new(), "{err}");
+}
+
+/// Item 12: `rpmsg vhost-user` stops on SIGTERM and SIGINT with 143 and 130, removing its
+/// socket.
+#[test]
+fn item12_vhost_user_exits_143_and_130_and_removes_its_socket() {
+    use rustix::process::Signal;
+    for (sig, code) in [(Signal::TERM, 143), (Signal::INT, 130)] {
+        let s = Scratch::new("sig-vhost");
+        let sock = s.sock_dir.join("vhost.sock");
+        let mut vhost = Command::new(RPMSG)
+            .arg("vhost-user")
+            .arg("--socket")
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = lines(&mut vhost);
+        wait_for_line(&out, "listening on");
+        signal(&vhost, sig);
+        let st = wait_status(&mut vhost, "vhost-user");
+        let err = stderr_of(&mut vhost);
+        assert_eq!(st.code(), Some(code), "{sig:?}: {err}");
+        assert!(!sock.exists(), "{sig:?}: the socket is left");
+    }
+}
