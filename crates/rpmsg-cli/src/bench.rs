@@ -75,6 +75,10 @@ pub(crate) struct BenchArgs {
     /// Milliseconds after which a silent peer fails the run.
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     pub(crate) timeout: u64,
+    /// Test knob: the peer's sink sleeps this long in each message's callback, which widens
+    /// the window in which the flood's flush can overtake the last callbacks.
+    #[arg(long, default_value_t = 0, value_name = "US", hide = true)]
+    pub(crate) sink_delay_us: u64,
 }
 
 /// Which baseline or link the peer serves.
@@ -109,6 +113,9 @@ pub(crate) struct PeerArgs {
     /// Milliseconds of silence after which the peer gives up.
     #[arg(long, default_value_t = 5000)]
     pub(crate) timeout: u64,
+    /// Microseconds the sink sleeps in each message's callback (a test knob).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) sink_delay_us: u64,
 }
 
 const SERVICE: &str = "rpmsg-bench";
@@ -304,6 +311,8 @@ impl Bench<'_> {
             .arg(size.to_string())
             .arg("--timeout")
             .arg(self.args.timeout.to_string())
+            .arg("--sink-delay-us")
+            .arg(self.args.sink_delay_us.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         if let Some([_, peer]) = self.cpus {
@@ -489,8 +498,13 @@ impl Bench<'_> {
                                 break;
                             }
                         }
-                        // The flush travels behind the flood: its answer means all arrived.
-                        ep.send_to_timeout(dst, &[TAG_FLUSH], t).map_err(explain)?;
+                        // The flush travels behind the flood and says how many were sent: the
+                        // peer answers once its sink has counted that many (or its timeout
+                        // passed), so callbacks still running on its other thread are counted.
+                        let mut flush = [0u8; 9];
+                        flush[0] = TAG_FLUSH;
+                        flush[1..].copy_from_slice(&sent.to_le_bytes());
+                        ep.send_to_timeout(dst, &flush, t).map_err(explain)?;
                         let (n, _) = ep.recv(&mut back, t).map_err(explain)?;
                         let elapsed = t0.elapsed();
                         let got = back
@@ -512,9 +526,11 @@ impl Bench<'_> {
                 Ok(results)
             },
         );
+        // Close first: a peer still waiting for messages (after an error here) sees the
+        // session end and exits, rather than waiting out its timeout.
+        session.close();
         let peer_result = self.finish_peer(peer, &format!("rpmsg {mode}"));
         remove_stale_socket(session.socket().peer_path());
-        session.close();
         let results = r?;
         peer_result?;
         Ok(results)
@@ -770,6 +786,8 @@ pub(crate) fn peer(args: &PeerArgs) -> Result<(), Failure> {
 #[derive(Debug, Default)]
 struct Sink {
     count: AtomicU64,
+    /// Sleep in each callback (a test knob).
+    delay: Duration,
 }
 
 std::thread_local! {
@@ -786,12 +804,19 @@ impl rpmsg::RxHandler for Sink {
             let _ = msg.read(0, &mut b[..msg.len()]);
             std::hint::black_box(&b);
         });
-        self.count.fetch_add(1, Ordering::Relaxed);
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
+        // Release pairs with the flush handler's Acquire: the copy happened before the count.
+        self.count.fetch_add(1, Ordering::Release);
     }
 }
 
 fn rpmsg_peer(args: &PeerArgs, idle: Duration) -> Result<(), Failure> {
-    let sink = Sink::default();
+    let sink = Sink {
+        count: AtomicU64::new(0),
+        delay: Duration::from_micros(args.sink_delay_us),
+    };
     let mut opts = SessionOptions::new(&args.shm, Side::Device);
     opts.socket_dir.clone_from(&args.sock_dir);
     opts.wait_for_driver = idle;
@@ -826,7 +851,20 @@ fn rpmsg_peer(args: &PeerArgs, idle: Duration) -> Result<(), Failure> {
                         .send_to_timeout(src, &buf[..n], Timeout::After(idle))
                         .map_err(explain)?,
                     Some(TAG_FLUSH) => {
-                        let sunk = sink.count.swap(0, Ordering::Relaxed);
+                        // Every message of the flood was taken from the ring before the flush
+                        // (one ring, in order), but the sink's callback may still be running on
+                        // the service thread: wait for the count to reach what the host sent.
+                        let sent = buf
+                            .get(1..9)
+                            .filter(|_| n == 9)
+                            .and_then(|b| b.try_into().ok())
+                            .map_or(0, u64::from_le_bytes);
+                        let start = Instant::now();
+                        while sink.count.load(Ordering::Acquire) < sent && start.elapsed() < idle {
+                            link.poll().map_err(explain)?;
+                            std::thread::yield_now();
+                        }
+                        let sunk = sink.count.swap(0, Ordering::AcqRel);
                         ep.send_to_timeout(src, &sunk.to_le_bytes(), Timeout::After(idle))
                             .map_err(explain)?;
                     }

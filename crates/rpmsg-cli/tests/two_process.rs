@@ -627,3 +627,39 @@ fn item12_vhost_user_exits_143_and_130_and_removes_its_socket() {
         assert!(!sock.exists(), "{sig:?}: the socket is left");
     }
 }
+
+/// Item 13 (a): the flood's count must be exact even when the peer's sink callbacks are slow
+/// and run on two threads (its service thread and its receiving thread): the flush must not
+/// overtake callbacks still running.
+#[test]
+fn item13_flood_count_is_exact_with_a_slow_sink() {
+    let s = Scratch::new("bench-sink");
+    let o = run({
+        let mut c = Command::new(RPMSG);
+        c.args([
+            "bench",
+            "--latency-ms",
+            "10",
+            "--flood-ms",
+            "100",
+            "--sizes",
+            "16",
+            "--modes",
+            "socket",
+            "--buffers",
+            "64",
+            "--sink-delay-us",
+            "200",
+            "--timeout",
+            "120000",
+            "--json",
+            "--no-pin",
+        ])
+        .arg("--sock-dir")
+        .arg(&s.sock_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        c
+    });
+    assert!(o.status.success(), "{}", show("bench", &o));
+}
