@@ -663,3 +663,113 @@ fn item13_flood_count_is_exact_with_a_slow_sink() {
     });
     assert!(o.status.success(), "{}", show("bench", &o));
 }
+
+/// `rpmsg bench` with these arguments (small cases), its socket directory from `s`, run under
+/// `taskset -c 0` when `one_cpu`; `None` when `taskset` is not installed.
+fn bench_cmd(s: &Scratch, one_cpu: bool, args: &[&str]) -> Option<Command> {
+    let mut c = if one_cpu {
+        let taskset = ["/usr/bin/taskset", "/bin/taskset"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        let mut c = Command::new(taskset);
+        c.args(["-c", "0", RPMSG]);
+        c
+    } else {
+        Command::new(RPMSG)
+    };
+    c.args([
+        "bench",
+        "--latency-ms",
+        "30",
+        "--flood-ms",
+        "30",
+        "--buffers",
+        "8",
+    ])
+    .args(["--timeout", "120000"])
+    .args(args)
+    .arg("--sock-dir")
+    .arg(&s.sock_dir)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    Some(c)
+}
+
+/// Item 13 (b): both processes confined to one CPU: the bench refuses, saying why.
+#[test]
+fn item13_bench_refuses_a_shared_cpu() {
+    let s = Scratch::new("bench-1cpu");
+    let Some(c) = bench_cmd(&s, true, &["--modes", "busy-poll", "--sizes", "16"]) else {
+        eprintln!("taskset is not installed: skipped");
+        return;
+    };
+    let o = run(c);
+    assert_usage_error(&o, "could only run on CPU 0");
+    assert!(!text(&o.stdout).contains("met"), "{}", show("bench", &o));
+}
+
+/// Item 13 (b): measured anyway on one CPU (`--shared-cpu`), no goal is judged: the report
+/// says so loudly and never prints "met".
+#[test]
+fn item13_bench_on_one_cpu_judges_no_goal() {
+    let s = Scratch::new("bench-1cpu-anyway");
+    let args = ["--modes", "busy-poll", "--sizes", "16,496", "--shared-cpu"];
+    let Some(c) = bench_cmd(&s, true, &args) else {
+        eprintln!("taskset is not installed: skipped");
+        return;
+    };
+    let o = run(c);
+    assert!(o.status.success(), "{}", show("bench", &o));
+    let out = text(&o.stdout);
+    assert!(out.contains("WARNING: no goal is judged"), "{out}");
+    assert!(out.contains("(not judged)"), "{out}");
+    assert!(!out.contains("(met)"), "{out}");
+    let mut c = bench_cmd(&s, true, &args).unwrap();
+    c.arg("--json");
+    let o = run(c);
+    assert!(o.status.success(), "{}", show("bench", &o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["goals_judged"], serde_json::Value::Bool(false), "{v}");
+    assert_eq!(v["shared_cpu"], serde_json::Value::Bool(true), "{v}");
+}
+
+/// Item 6's line in `rpmsg bench` (and item 13): doorbells per message, each side, in the
+/// table and in --json. Busy-poll rings none; socket mode rings at least one per flood message
+/// on the host side (our driver rings once per message today).
+#[test]
+fn item13_bench_reports_doorbells_per_message() {
+    let s = Scratch::new("bench-bells");
+    let args = ["--modes", "busy-poll,socket", "--sizes", "16", "--no-pin"];
+    let mut c = bench_cmd(&s, false, &args).unwrap();
+    c.arg("--json");
+    let o = run(c);
+    assert!(o.status.success(), "{}", show("bench", &o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let case = |mode: &str| {
+        v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["mode"] == mode)
+            .unwrap()["doorbells"]
+            .clone()
+    };
+    let busy = case("busy-poll");
+    let socket = case("socket");
+    for k in [
+        "round_trip_host",
+        "round_trip_peer",
+        "flood_host",
+        "flood_peer",
+    ] {
+        assert_eq!(busy[k].as_f64(), Some(0.0), "busy-poll {k}: {v}");
+        assert!(socket[k].as_f64().is_some(), "socket {k}: {v}");
+    }
+    assert!(socket["round_trip_host"].as_f64().unwrap() >= 1.0, "{v}");
+    assert!(socket["round_trip_peer"].as_f64().unwrap() >= 1.0, "{v}");
+    assert!(socket["flood_host"].as_f64().unwrap() > 0.0, "{v}");
+    let o = run(bench_cmd(&s, false, &args).unwrap());
+    assert!(o.status.success(), "{}", show("bench", &o));
+    let out = text(&o.stdout);
+    assert!(out.contains("doorbells per message"), "{out}");
+}
