@@ -10,8 +10,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const RPMSG: &str = env!("CARGO_BIN_EXE_rpmsg");
-/// A process still running after this long is hung: it is killed and the test fails.
-const GUARD: Duration = Duration::from_secs(60);
+/// A process still running after this long is hung: it is killed and the test fails (longer
+/// than every timeout the tests give the processes).
+const GUARD: Duration = Duration::from_secs(240);
 
 /// A unique shared-memory name and socket directory for one test.
 struct Scratch {
@@ -150,9 +151,11 @@ fn demo_exits_zero_and_cleans_up() {
 fn ping_echo(layout: &str, doorbell: &str, echo_role: &str, ping_role: &str) {
     let s = Scratch::new("pe");
     let common = ["--layout", layout, "--doorbell", doorbell, "--buffers", "8"];
+    // Answers may be slow on a loaded machine: the per-answer timeout is a hang guard.
+    let patient = ["--timeout", "120000"];
     let echo_cmd = |extra: &[&str]| {
         let mut c = s.cmd("echo", &["--role", echo_role]);
-        c.args(extra);
+        c.args(patient).args(extra);
         c
     };
     let ping_cmd = |extra: &[&str]| {
@@ -160,11 +163,11 @@ fn ping_echo(layout: &str, doorbell: &str, echo_role: &str, ping_role: &str) {
             "ping",
             &["--role", ping_role, "--count", "200", "--size", "100"],
         );
-        c.args(extra);
+        c.args(patient).args(extra);
         c
     };
     // The device side waits for the driver's file; give the geometry to the driver only.
-    let wait = ["--wait-for-file", "--wait", "30000"];
+    let wait = ["--wait-for-file", "--wait", "120000"];
     let (echo, ping) = if echo_role == "device" {
         let e = echo_cmd(&wait).spawn().unwrap();
         let p = ping_cmd(&common).spawn().unwrap();
@@ -266,7 +269,7 @@ fn survivor_reports_a_killed_echo_server() {
     for doorbell in ["socket", "busy-poll"] {
         let s = Scratch::new("kill-echo");
         let mut echo = s
-            .cmd("echo", &["--wait-for-file", "--wait", "30000"])
+            .cmd("echo", &["--wait-for-file", "--wait", "120000"])
             .spawn()
             .unwrap();
         let mut ping = s
@@ -278,7 +281,7 @@ fn survivor_reports_a_killed_echo_server() {
                     "--doorbell",
                     doorbell,
                     "--timeout",
-                    "3000",
+                    "120000",
                 ],
             )
             .spawn()
@@ -308,11 +311,21 @@ fn survivor_reports_a_killed_pinger() {
     for doorbell in ["futex", "socket"] {
         let s = Scratch::new("kill-ping");
         let mut echo = s
-            .cmd("echo", &["--wait-for-file", "--wait", "30000"])
+            .cmd("echo", &["--wait-for-file", "--wait", "120000"])
             .spawn()
             .unwrap();
         let mut ping = s
-            .cmd("ping", &["--count", "1000000000", "--doorbell", doorbell])
+            .cmd(
+                "ping",
+                &[
+                    "--count",
+                    "1000000000",
+                    "--doorbell",
+                    doorbell,
+                    "--timeout",
+                    "120000",
+                ],
+            )
             .spawn()
             .unwrap();
         let out = lines(&mut ping);
@@ -395,7 +408,7 @@ fn device_refuses_options_that_differ_from_the_file() {
     let echo = s
         .cmd(
             "echo",
-            &["--role", "driver", "--buffers", "4", "--wait", "30000"],
+            &["--role", "driver", "--buffers", "4", "--wait", "120000"],
         )
         .spawn()
         .unwrap();
@@ -434,6 +447,8 @@ fn bench_runs_briefly_with_json_and_a_plot() {
             "busy-poll,socket",
             "--buffers",
             "8",
+            "--timeout",
+            "120000",
             "--json",
             "--plot",
         ])
