@@ -20,7 +20,7 @@ use rpmsg::{
     Announcement, Endpoint, EndpointConfig, Error, HeldRx, LinkStats, LiteConfig, NsKind, NsQueue,
     Role, RxBuffer, RxHandler, SharedRegion, Timeout, TxBuffer,
 };
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -107,7 +107,13 @@ struct Shared {
     failure: Mutex<Option<String>>,
     started: [AtomicBool; 2],
     done: AtomicU32,
-    deadline: Instant,
+    /// Messages moved so far, by either thread.
+    moves: AtomicU64,
+    /// The move count last seen by a deadline check, and when it last changed.
+    last_move: Mutex<(u64, Instant)>,
+    /// How long without any progress counts as hung (a hang guard, not a speed limit: a loaded
+    /// machine makes the run slow, never stuck).
+    stall: Duration,
 }
 
 impl Shared {
@@ -117,7 +123,9 @@ impl Shared {
             failure: Mutex::new(None),
             started: [AtomicBool::new(false), AtomicBool::new(false)],
             done: AtomicU32::new(0),
-            deadline: Instant::now() + limit,
+            moves: AtomicU64::new(0),
+            last_move: Mutex::new((0, Instant::now())),
+            stall: limit,
         }
     }
 
@@ -133,9 +141,25 @@ impl Shared {
         self.abort.load(Ordering::SeqCst)
     }
 
+    /// Counts progress (a message sent or received).
+    fn moved(&self) {
+        self.moves.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Fails the run when nothing moved for the whole stall limit.
     fn check_deadline(&self, what: impl FnOnce() -> String) {
-        if Instant::now() > self.deadline {
-            self.fail(format!("deadline passed: {}", what()));
+        let now = Instant::now();
+        let moves = self.moves.load(Ordering::Relaxed);
+        let mut last = self.last_move.lock().unwrap_or_else(|p| p.into_inner());
+        if last.0 != moves {
+            *last = (moves, now);
+        } else if now.duration_since(last.1) > self.stall {
+            drop(last);
+            self.fail(format!(
+                "no progress for {:?} (hung): {}",
+                self.stall,
+                what()
+            ));
         }
     }
 }
@@ -395,7 +419,9 @@ fn run_side<const N: usize>(
                 )
             });
         }
-        if !progress {
+        if progress {
+            shared.moved();
+        } else {
             std::thread::yield_now();
         }
     }
@@ -421,7 +447,7 @@ fn stress<const N: usize>(name: &str, geo: Geometry, per_dir: u64, device_first:
     let mut mem = TestMemory::new(geo.region_len());
     let region = mem.region();
     geo.prepare(&region);
-    let shared = Shared::new(Duration::from_secs(240));
+    let shared = Shared::new(HANG_GUARD);
     let t0 = Instant::now();
     let (drv, dev) = std::thread::scope(|s| {
         let (shared, geo) = (&shared, &geo);
