@@ -69,12 +69,20 @@ pub(crate) struct BenchArgs {
     /// Do not pin the two processes to two CPUs.
     #[arg(long)]
     pub(crate) no_pin: bool,
+    /// Measure even when both processes can only run on one CPU (then no goal is judged:
+    /// the figures measure the scheduler's time slices, not the link).
+    #[arg(long)]
+    pub(crate) shared_cpu: bool,
     /// Directory of the doorbell sockets.
     #[arg(long, default_value = "/tmp", value_name = "DIR")]
     pub(crate) sock_dir: PathBuf,
     /// Milliseconds after which a silent peer fails the run.
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     pub(crate) timeout: u64,
+    /// Test knob: the peer's sink sleeps this long in each message's callback, which widens
+    /// the window in which the flood's flush can overtake the last callbacks.
+    #[arg(long, default_value_t = 0, value_name = "US", hide = true)]
+    pub(crate) sink_delay_us: u64,
 }
 
 /// Which baseline or link the peer serves.
@@ -109,6 +117,9 @@ pub(crate) struct PeerArgs {
     /// Milliseconds of silence after which the peer gives up.
     #[arg(long, default_value_t = 5000)]
     pub(crate) timeout: u64,
+    /// Microseconds the sink sleeps in each message's callback (a test knob).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) sink_delay_us: u64,
 }
 
 const SERVICE: &str = "rpmsg-bench";
@@ -121,6 +132,8 @@ const TAG_ECHO: u8 = b'E';
 const TAG_SINK: u8 = b'S';
 const TAG_FLUSH: u8 = b'F';
 const TAG_QUIT: u8 = b'Q';
+/// Asks the peer for its doorbell count (answer: 8 bytes, little-endian).
+const TAG_STATS: u8 = b'D';
 
 /// Latency percentiles of one case, in nanoseconds.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -218,6 +231,32 @@ pub(crate) struct Case {
     pub(crate) throughput: Throughput,
     /// Messages per second divided by the raw ring's at the same size.
     pub(crate) throughput_ratio: f64,
+    /// Doorbells rung per message, each side.
+    pub(crate) doorbells: Doorbells,
+}
+
+/// Doorbells each side rang (every ring attempt: sent, coalesced, or to nobody), per
+/// message. A round trip is two messages, one each way.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(crate) struct Doorbells {
+    /// Host (driver) doorbells per round trip of the latency case.
+    pub(crate) round_trip_host: f64,
+    /// Peer (device) doorbells per round trip of the latency case.
+    pub(crate) round_trip_peer: f64,
+    /// Host doorbells per message of the flood.
+    pub(crate) flood_host: f64,
+    /// Peer doorbells per message of the flood (returning buffers).
+    pub(crate) flood_peer: f64,
+}
+
+/// Every ring attempt of a session.
+fn rung(session: &Session) -> u64 {
+    let d = session.doorbell_stats();
+    d.rung + d.coalesced + d.no_peer
+}
+
+fn per(n: u64, of: u64) -> f64 {
+    if of == 0 { 0.0 } else { n as f64 / of as f64 }
 }
 
 /// The raw ring at one size.
@@ -244,7 +283,17 @@ pub(crate) struct Report {
     /// and the 496-byte busy-poll flood over the raw ring's.
     pub(crate) goal_rtt16_ratio: Option<f64>,
     pub(crate) goal_flood496_ratio: Option<f64>,
+    /// Both processes could run on one CPU only (`--shared-cpu`).
+    pub(crate) shared_cpu: bool,
+    /// Whether the goals were judged; when not, `goal_note` says why.
+    pub(crate) goals_judged: bool,
+    pub(crate) goal_note: Option<String>,
 }
+
+/// A raw ping-pong of one cache line between two CPUs takes well under a microsecond; one this
+/// slow (p50) means the two processes did not run at the same time, and no ratio to it means
+/// anything.
+const PLAUSIBLE_PINGPONG_P50_NS: f64 = 20_000.0;
 
 /// Latency samples of one mode for the plot.
 #[derive(Debug)]
@@ -254,7 +303,7 @@ pub(crate) struct PlotSeries {
 }
 
 /// One size of one mode: size, latency, flood, and the latency samples for the plot.
-type SizeResult = (usize, Latency, Throughput, Vec<u32>);
+type SizeResult = (usize, Latency, Throughput, Vec<u32>, Doorbells);
 
 /// Pins the calling thread to `cpu`.
 fn pin(cpu: usize) -> Result<(), Failure> {
@@ -268,6 +317,17 @@ fn rustix_cpuset() -> rustix::thread::CpuSet {
     rustix::thread::CpuSet::new()
 }
 
+/// The CPUs this process may run on (its peer inherits them).
+fn allowed_cpus() -> Vec<usize> {
+    rustix::thread::sched_getaffinity(None)
+        .map(|set| {
+            (0..rustix::thread::CpuSet::MAX_CPU)
+                .filter(|&c| set.is_set(c))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Two CPUs this process may run on.
 fn two_cpus() -> Option<[usize; 2]> {
     let set = rustix::thread::sched_getaffinity(None).ok()?;
@@ -277,6 +337,8 @@ fn two_cpus() -> Option<[usize; 2]> {
 
 struct Bench<'a> {
     args: &'a BenchArgs,
+    /// Both processes could run on one CPU only (measured before pinning).
+    shared_cpu: bool,
     path: PathBuf,
     geometry: Geometry,
     cpus: Option<[usize; 2]>,
@@ -304,6 +366,8 @@ impl Bench<'_> {
             .arg(size.to_string())
             .arg("--timeout")
             .arg(self.args.timeout.to_string())
+            .arg("--sink-delay-us")
+            .arg(self.args.sink_delay_us.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         if let Some([_, peer]) = self.cpus {
@@ -354,7 +418,7 @@ impl Bench<'_> {
                 pp.round_trip(seq, self.timeout)?;
                 let t1 = Instant::now();
                 self.samples.push(nanos(t1 - t0));
-                if t1 >= end {
+                if t1 >= end || crate::signal::received().is_some() {
                     break;
                 }
             }
@@ -393,7 +457,7 @@ impl Bench<'_> {
                         ring.push(&msg, self.timeout)?;
                     }
                     n += 64;
-                    if t0.elapsed() >= d {
+                    if t0.elapsed() >= d || crate::signal::received().is_some() {
                         break;
                     }
                 }
@@ -452,6 +516,16 @@ impl Bench<'_> {
                         ep.send_to_timeout(dst, &out[..size], t).map_err(explain)?;
                         ep.recv(&mut back, t).map_err(explain)?;
                     }
+                    let peer_rung = |back: &mut [u8]| -> Result<u64, Failure> {
+                        ep.send_to_timeout(dst, &[TAG_STATS], t).map_err(explain)?;
+                        let (n, _) = ep.recv(back, t).map_err(explain)?;
+                        Ok(back
+                            .get(..8)
+                            .filter(|_| n == 8)
+                            .and_then(|b| b.try_into().ok())
+                            .map_or(0, u64::from_le_bytes))
+                    };
+                    let (p0, h0) = (peer_rung(&mut back)?, rung(&session));
                     self.samples.clear();
                     let end = Instant::now() + Duration::from_millis(self.args.latency_ms);
                     while self.samples.len() < self.samples.capacity() {
@@ -465,10 +539,14 @@ impl Bench<'_> {
                             )));
                         }
                         self.samples.push(nanos(t1 - t0));
-                        if t1 >= end {
+                        if t1 >= end || crate::signal::received().is_some() {
                             break;
                         }
                     }
+                    let trips = self.samples.len() as u64;
+                    let (p1, h1) = (peer_rung(&mut back)?, rung(&session));
+                    let mut p2 = p1;
+                    let mut flooded = 0u64;
                     let plot = self.samples.clone();
                     let lat = Latency::of(&mut self.samples);
                     self.bar.inc(1);
@@ -486,19 +564,28 @@ impl Bench<'_> {
                                 ep.send_to_timeout(sink, &out[..size], t).map_err(explain)?;
                             }
                             sent += 64;
-                            if t0.elapsed() >= d {
+                            if t0.elapsed() >= d || crate::signal::received().is_some() {
                                 break;
                             }
                         }
-                        // The flush travels behind the flood: its answer means all arrived.
-                        ep.send_to_timeout(dst, &[TAG_FLUSH], t).map_err(explain)?;
+                        // The flush travels behind the flood and says how many were sent: the
+                        // peer answers once its sink has counted that many (or its timeout
+                        // passed), so callbacks still running on its other thread are counted.
+                        let mut flush = [0u8; 9];
+                        flush[0] = TAG_FLUSH;
+                        flush[1..].copy_from_slice(&sent.to_le_bytes());
+                        ep.send_to_timeout(dst, &flush, t).map_err(explain)?;
                         let (n, _) = ep.recv(&mut back, t).map_err(explain)?;
                         let elapsed = t0.elapsed();
-                        let got = back
-                            .get(..8)
-                            .filter(|_| n == 8)
-                            .and_then(|b| b.try_into().ok())
-                            .map(u64::from_le_bytes);
+                        let word = |i: usize| {
+                            back.get(i..i + 8)
+                                .filter(|_| n == 16)
+                                .and_then(|b| b.try_into().ok())
+                                .map(u64::from_le_bytes)
+                        };
+                        let got = word(0);
+                        p2 = word(8).unwrap_or(p2);
+                        flooded += sent;
                         if got != Some(sent) {
                             return Err(Failure::msg(format!(
                                 "flood: the peer counted {got:?} messages of the {sent} sent"
@@ -506,13 +593,29 @@ impl Bench<'_> {
                         }
                         bursts.push(Throughput::of(sent, size, elapsed));
                     }
-                    results.push((size, lat, Throughput::median(bursts), plot));
+                    let h2 = rung(&session);
+                    let doorbells = Doorbells {
+                        round_trip_host: per(h1 - h0, trips),
+                        round_trip_peer: per(p1.saturating_sub(p0), trips),
+                        flood_host: per(h2 - h1, flooded),
+                        flood_peer: per(p2.saturating_sub(p1), flooded),
+                    };
+                    results.push((size, lat, Throughput::median(bursts), plot, doorbells));
                     self.bar.inc(1);
                 }
+                // Wait for the peer's goodbye before our link goes down: a peer that saw the
+                // reset before it took the quit message would fail.
                 ep.send_to_timeout(dst, &[TAG_QUIT], t).map_err(explain)?;
+                ep.recv(&mut back, t).map_err(explain)?;
                 Ok(results)
             },
         );
+        // After an error the peer still waits for messages: close first, so it sees the session
+        // end and exits rather than waiting out its timeout. After success it got the quit
+        // message: let it take that before the session ends.
+        if r.is_err() {
+            session.close();
+        }
         let peer_result = self.finish_peer(peer, &format!("rpmsg {mode}"));
         remove_stale_socket(session.socket().peer_path());
         session.close();
@@ -549,6 +652,17 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
     if args.modes.is_empty() || args.sizes.is_empty() {
         return Err(Failure::usage("give at least one mode and one size"));
     }
+    let allowed = allowed_cpus();
+    let shared = allowed.len() < 2;
+    let shared_cpu = shared;
+    if shared && !args.shared_cpu {
+        return Err(Failure::usage(format!(
+            "both processes could only run on CPU {} (this process's CPU affinity), so the bench would measure the scheduler's time slices, not the link; run it where two CPUs are free (e.g. not under `taskset -c N`), or pass --shared-cpu to measure anyway without judging the goals",
+            allowed
+                .first()
+                .map_or_else(|| "?".to_string(), ToString::to_string)
+        )));
+    }
     let cpus = if args.no_pin { None } else { two_cpus() };
     if let Some([host, _]) = cpus {
         pin(host)?;
@@ -563,6 +677,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
     let cap = usize::try_from(args.latency_ms.saturating_mul(20_000)).unwrap_or(usize::MAX);
     let mut b = Bench {
         args,
+        shared_cpu,
         path: SessionOptions::shm_path(&format!("rpmsg-bench-{}", std::process::id())),
         geometry,
         cpus,
@@ -570,10 +685,13 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<(), Failure> {
         bar,
         samples: Vec::with_capacity(cap.min(1 << 25)),
     };
+    // From here on a SIGINT or SIGTERM ends the current phase; the file and the peer go.
+    let armed = crate::signal::arm();
     let r = run(&mut b);
     b.bar.finish_and_clear();
     let _ = std::fs::remove_file(&b.path);
-    let (report, series) = r?;
+    drop(armed);
+    let (report, series) = crate::signal::check(r)?;
     if let Some(p) = &args.plot {
         crate::plot::histograms(p, &series)
             .map_err(|e| Failure::msg(format!("cannot draw {}: {e}", p.display())))?;
@@ -598,6 +716,7 @@ fn run(b: &mut Bench<'_>) -> Result<(Report, Vec<PlotSeries>), Failure> {
     b.bar.inc(1);
     let mut rings = Vec::new();
     for &size in &b.args.sizes {
+        crate::signal::check_now()?;
         rings.push(RingBaseline {
             size,
             throughput: b.ring(size)?,
@@ -608,8 +727,9 @@ fn run(b: &mut Bench<'_>) -> Result<(Report, Vec<PlotSeries>), Failure> {
     let mut cases = Vec::new();
     let modes = b.args.modes.clone();
     for mode in modes {
+        crate::signal::check_now()?;
         let mode = DoorbellMode::from(mode);
-        for (size, lat, thr, plot) in b.rpmsg_mode(mode)? {
+        for (size, lat, thr, plot, doorbells) in b.rpmsg_mode(mode)? {
             let ring = rings
                 .iter()
                 .find(|r| r.size == size)
@@ -627,6 +747,7 @@ fn run(b: &mut Bench<'_>) -> Result<(Report, Vec<PlotSeries>), Failure> {
                 latency_ratio: lat.ratio(&base),
                 throughput: thr,
                 throughput_ratio: thr.msgs_per_s / ring,
+                doorbells,
             });
         }
     }
@@ -637,6 +758,17 @@ fn run(b: &mut Bench<'_>) -> Result<(Report, Vec<PlotSeries>), Failure> {
     };
     let goal_rtt16_ratio = busy(16).map(|c| c.latency_ratio.p50);
     let goal_flood496_ratio = busy(496).map(|c| c.throughput_ratio);
+    let shared_cpu = b.shared_cpu;
+    let goal_note = if shared_cpu {
+        Some("both processes ran on one CPU (--shared-cpu)".to_string())
+    } else if base.p50_ns.is_nan() || base.p50_ns > PLAUSIBLE_PINGPONG_P50_NS {
+        Some(format!(
+            "the baseline ping-pong took {} (p50), implausibly slow for two CPUs: the processes did not run at the same time",
+            ns(base.p50_ns)
+        ))
+    } else {
+        None
+    };
     Ok((
         Report {
             layout: b.geometry.layout.to_string(),
@@ -651,6 +783,9 @@ fn run(b: &mut Bench<'_>) -> Result<(Report, Vec<PlotSeries>), Failure> {
             cases,
             goal_rtt16_ratio,
             goal_flood496_ratio,
+            shared_cpu,
+            goals_judged: goal_note.is_none(),
+            goal_note,
         },
         series,
     ))
@@ -663,9 +798,11 @@ fn print_report(r: &Report, plot: Option<&Path>) {
         r.buffers,
         r.buffer_size,
         r.align,
-        match r.cpus {
-            Some([a, b]) => format!("host pinned to CPU {a}, peer to CPU {b}"),
-            None => "not pinned".into(),
+        match (r.cpus, r.shared_cpu) {
+            (_, true) =>
+                "both processes on ONE CPU (--shared-cpu): figures measure the scheduler".into(),
+            (Some([a, b]), false) => format!("host pinned to CPU {a}, peer to CPU {b}"),
+            (None, false) => "not pinned".into(),
         },
         r.latency_ms,
         r.flood_ms
@@ -723,16 +860,37 @@ fn print_report(r: &Report, plot: Option<&Path>) {
         );
     }
     println!();
+    println!("doorbells per message (every ring attempt; a round trip is two messages)");
+    println!(
+        "{:<10} {:>5}  {:>16} {:>16} {:>14} {:>14}",
+        "mode", "bytes", "host/round trip", "peer/round trip", "host/flood msg", "peer/flood msg"
+    );
+    for c in &r.cases {
+        let d = &c.doorbells;
+        println!(
+            "{:<10} {:>5}  {:>16.3} {:>16.3} {:>14.3} {:>14.3}",
+            c.mode, c.size, d.round_trip_host, d.round_trip_peer, d.flood_host, d.flood_peer
+        );
+    }
+    println!();
+    if let Some(note) = &r.goal_note {
+        println!("WARNING: no goal is judged: {note}");
+    }
+    let verdict = |met: bool| match (&r.goal_note, met) {
+        (Some(_), _) => "not judged",
+        (None, true) => "met",
+        (None, false) => "missed",
+    };
     if let Some(x) = r.goal_rtt16_ratio {
         println!(
             "goal: 16-byte busy-poll round trip within 3x of the ping-pong: {x:.2}x ({})",
-            if x <= 3.0 { "met" } else { "missed" }
+            verdict(x <= 3.0)
         );
     }
     if let Some(x) = r.goal_flood496_ratio {
         println!(
             "goal: 496-byte busy-poll flood at least 0.5x the raw ring: {x:.2}x ({})",
-            if x >= 0.5 { "met" } else { "missed" }
+            verdict(x >= 0.5)
         );
     }
     if let Some(p) = plot {
@@ -767,6 +925,8 @@ pub(crate) fn peer(args: &PeerArgs) -> Result<(), Failure> {
 #[derive(Debug, Default)]
 struct Sink {
     count: AtomicU64,
+    /// Sleep in each callback (a test knob).
+    delay: Duration,
 }
 
 std::thread_local! {
@@ -783,16 +943,24 @@ impl rpmsg::RxHandler for Sink {
             let _ = msg.read(0, &mut b[..msg.len()]);
             std::hint::black_box(&b);
         });
-        self.count.fetch_add(1, Ordering::Relaxed);
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
+        // Release pairs with the flush handler's Acquire: the copy happened before the count.
+        self.count.fetch_add(1, Ordering::Release);
     }
 }
 
 fn rpmsg_peer(args: &PeerArgs, idle: Duration) -> Result<(), Failure> {
-    let sink = Sink::default();
+    let sink = Sink {
+        count: AtomicU64::new(0),
+        delay: Duration::from_micros(args.sink_delay_us),
+    };
     let mut opts = SessionOptions::new(&args.shm, Side::Device);
     opts.socket_dir.clone_from(&args.sock_dir);
     opts.wait_for_driver = idle;
     let session = Session::attach(&opts)?;
+    let _armed = crate::signal::arm();
     let link: CliLink<'_> = session.link(config(&session, idle)?)?;
     let r = run_link(
         &link,
@@ -822,11 +990,34 @@ fn rpmsg_peer(args: &PeerArgs, idle: Duration) -> Result<(), Failure> {
                         .send_to_timeout(src, &buf[..n], Timeout::After(idle))
                         .map_err(explain)?,
                     Some(TAG_FLUSH) => {
-                        let sunk = sink.count.swap(0, Ordering::Relaxed);
-                        ep.send_to_timeout(src, &sunk.to_le_bytes(), Timeout::After(idle))
+                        // Every message of the flood was taken from the ring before the flush
+                        // (one ring, in order), but the sink's callback may still be running on
+                        // the service thread: wait for the count to reach what the host sent.
+                        let sent = buf
+                            .get(1..9)
+                            .filter(|_| n == 9)
+                            .and_then(|b| b.try_into().ok())
+                            .map_or(0, u64::from_le_bytes);
+                        let start = Instant::now();
+                        while sink.count.load(Ordering::Acquire) < sent && start.elapsed() < idle {
+                            link.poll().map_err(explain)?;
+                            std::thread::yield_now();
+                        }
+                        let sunk = sink.count.swap(0, Ordering::AcqRel);
+                        let mut reply = [0u8; 16];
+                        reply[..8].copy_from_slice(&sunk.to_le_bytes());
+                        reply[8..].copy_from_slice(&rung(&session).to_le_bytes());
+                        ep.send_to_timeout(src, &reply, Timeout::After(idle))
                             .map_err(explain)?;
                     }
-                    Some(TAG_QUIT) => return Ok(()),
+                    Some(TAG_STATS) => ep
+                        .send_to_timeout(src, &rung(&session).to_le_bytes(), Timeout::After(idle))
+                        .map_err(explain)?,
+                    Some(TAG_QUIT) => {
+                        ep.send_to_timeout(src, &[TAG_QUIT], Timeout::After(idle))
+                            .map_err(explain)?;
+                        return Ok(());
+                    }
                     _ => {}
                 }
             }

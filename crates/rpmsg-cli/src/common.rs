@@ -202,6 +202,8 @@ impl LinkArgs {
 pub(crate) struct Failure {
     /// Usage errors (bad arguments, a missing or wrong file) exit with status 2.
     pub(crate) usage: bool,
+    /// Stopped by this signal (SIGINT, SIGTERM) after a clean close: exit with 128 + it.
+    pub(crate) signal: Option<i32>,
     error: Box<dyn std::error::Error + Send + Sync>,
 }
 
@@ -210,6 +212,7 @@ impl Failure {
     pub(crate) fn msg(m: impl Into<String>) -> Self {
         Self {
             usage: false,
+            signal: None,
             error: m.into().into(),
         }
     }
@@ -218,13 +221,32 @@ impl Failure {
     pub(crate) fn usage(m: impl Into<String>) -> Self {
         Self {
             usage: true,
+            signal: None,
             error: m.into().into(),
         }
     }
 
-    /// Exit status.
+    /// Stopped by signal `sig`, after closing the session cleanly.
+    pub(crate) fn signal(sig: i32) -> Self {
+        let name = match sig {
+            signal_hook::consts::SIGINT => "SIGINT",
+            signal_hook::consts::SIGTERM => "SIGTERM",
+            _ => "a signal",
+        };
+        Self {
+            usage: false,
+            signal: Some(sig),
+            error: format!("interrupted by {name}; closed the session cleanly").into(),
+        }
+    }
+
+    /// Exit status: 128 + the signal, 2 for usage errors, 1 otherwise.
     pub(crate) fn code(&self) -> u8 {
-        if self.usage { 2 } else { 1 }
+        match self.signal {
+            Some(sig) => u8::try_from(128 + sig).unwrap_or(1),
+            None if self.usage => 2,
+            None => 1,
+        }
     }
 }
 
@@ -245,6 +267,7 @@ impl From<HostError> for Failure {
     fn from(e: HostError) -> Self {
         Self {
             usage: e.is_usage(),
+            signal: None,
             error: Box::new(e),
         }
     }
@@ -260,6 +283,7 @@ impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
         Self {
             usage: false,
+            signal: None,
             error: Box::new(e),
         }
     }
@@ -300,21 +324,34 @@ pub(crate) fn config(session: &Session, timeout: Duration) -> Result<Config, Fai
 /// messages that come at once find them), starts the link, then runs `body`, with the link's
 /// service thread running throughout; shuts the link down and stops the thread afterwards,
 /// whatever happened.
+///
+/// A SIGINT or SIGTERM meanwhile shuts the link down too (every blocked call returns), and the
+/// result is [`Failure::signal`]: the caller closes its session and exits with it.
 pub(crate) fn run_link<'l, 's, S, R>(
     link: &'l CliLink<'s>,
     setup: impl FnOnce(&'l CliLink<'s>) -> Result<S, Failure>,
     body: impl FnOnce(&'l CliLink<'s>, S) -> Result<R, Failure>,
 ) -> Result<R, Failure> {
-    std::thread::scope(|scope| {
+    let watch = crate::signal::Watch::new()?;
+    let unwatch = watch.handle();
+    let r = std::thread::scope(|scope| {
         let service = Service::spawn(scope, link);
+        scope.spawn(move || {
+            if watch.wait() {
+                let _ = link.shutdown();
+                link.platform().session().wake_local();
+            }
+        });
         let r = setup(link).and_then(|s| {
             link.start()?;
             body(link, s)
         });
         let _ = link.shutdown();
         service.stop();
+        unwatch.close();
         r
-    })
+    });
+    crate::signal::check(r)
 }
 
 /// Waits up to `wait` (forever: `None`) for the peer's service `name` to be announced, and

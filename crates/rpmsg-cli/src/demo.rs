@@ -106,6 +106,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<(), Failure> {
     let timeout = Duration::from_secs(2);
     let ns_queue = Announcements::new();
     let session = Session::create(&opts)?;
+    let _armed = crate::signal::arm();
     say(HOST, format_args!("created {}", describe(&session)));
 
     let exe = std::env::current_exe()?;
@@ -327,6 +328,7 @@ pub(crate) fn demo_remote(args: &LinkArgs) -> Result<(), Failure> {
     let timeout = args.timeout();
     let ns_queue = Announcements::new();
     let session = Session::open(&args.options(Side::Device, wait))?;
+    let _armed = crate::signal::arm();
     say(
         REMOTE,
         format_args!("attached to {}", session.file().path().display()),

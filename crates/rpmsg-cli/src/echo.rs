@@ -54,6 +54,7 @@ pub(crate) fn echo(args: &EchoArgs) -> Result<(), Failure> {
     let timeout = args.link.timeout();
     let ns_queue = Announcements::new();
     let session = Session::open(&args.link.options(side, wait))?;
+    let _armed = crate::signal::arm();
     say(ECHO, format_args!("{side} side on {}", describe(&session)));
     let link: CliLink<'_> = session.link(config(&session, timeout)?)?;
     link.set_ns_handler(&ns_queue)?;
@@ -153,6 +154,7 @@ pub(crate) fn ping(args: &PingArgs) -> Result<(), Failure> {
     let timeout = args.link.timeout();
     let ns_queue = Announcements::new();
     let session = Session::open(&args.link.options(side, wait))?;
+    let _armed = crate::signal::arm();
     say(PING, format_args!("{side} side on {}", describe(&session)));
     let link: CliLink<'_> = session.link(config(&session, timeout)?)?;
     link.set_ns_handler(&ns_queue)?;

@@ -12,7 +12,8 @@
 //!   (User-Mode Linux's `virtio_uml`) as a vhost-user back-end, with echo endpoints.
 //!
 //! Exit status: 0 on success, 1 when the link or the other process failed, 2 for bad
-//! arguments or a missing, foreign or too-small shared-memory file.
+//! arguments or a missing, foreign or too-small shared-memory file, 130 or 143 after a SIGINT
+//! or SIGTERM (the session is closed cleanly first; a second signal exits at once).
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ mod demo;
 mod dev;
 mod echo;
 mod plot;
+mod signal;
 mod vhost;
 
 use clap::{Parser, Subcommand};
@@ -63,6 +65,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = signal::install() {
+        eprintln!("rpmsg: error: cannot install the SIGINT and SIGTERM handlers: {e}");
+        return ExitCode::from(1);
+    }
     let r = match &cli.command {
         Command::Demo(a) => demo::demo(a),
         Command::Echo(a) => echo::echo(a),
@@ -75,6 +81,10 @@ fn main() -> ExitCode {
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.signal.is_some() => {
+            eprintln!("rpmsg: {e}");
+            ExitCode::from(e.code())
+        }
         Err(e) => {
             eprintln!("rpmsg: error: {e}");
             ExitCode::from(e.code())

@@ -166,6 +166,8 @@ pub(crate) fn vhost_user(args: &VhostArgs) -> Result<(), Failure> {
         signal_hook::consts::SIGTERM,
     ])?;
     let signal_handle = signals.handle();
+    // The first signal stops the device cleanly; a second one exits at once.
+    let armed = crate::signal::arm();
     let watcher = std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             line(format_args!("signal {sig}: stopping"));
@@ -200,6 +202,7 @@ pub(crate) fn vhost_user(args: &VhostArgs) -> Result<(), Failure> {
     });
     signal_handle.close();
     let _ = watcher.join();
+    drop(armed);
     let served = served.map_err(|e| Failure::msg(e.to_string()))?;
     let r = &served.report;
     line(format_args!("end: {}", r.end));
@@ -218,6 +221,7 @@ pub(crate) fn vhost_user(args: &VhostArgs) -> Result<(), Failure> {
         r.calls[0],
         r.calls[1],
     ));
+    crate::signal::check_now()?;
     if let Some(Err(e)) = served.app {
         return Err(e);
     }

@@ -10,8 +10,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const RPMSG: &str = env!("CARGO_BIN_EXE_rpmsg");
-/// A process still running after this long is hung: it is killed and the test fails.
-const GUARD: Duration = Duration::from_secs(60);
+/// A process still running after this long is hung: it is killed and the test fails (longer
+/// than every timeout the tests give the processes).
+const GUARD: Duration = Duration::from_secs(240);
 
 /// A unique shared-memory name and socket directory for one test.
 struct Scratch {
@@ -150,9 +151,11 @@ fn demo_exits_zero_and_cleans_up() {
 fn ping_echo(layout: &str, doorbell: &str, echo_role: &str, ping_role: &str) {
     let s = Scratch::new("pe");
     let common = ["--layout", layout, "--doorbell", doorbell, "--buffers", "8"];
+    // Answers may be slow on a loaded machine: the per-answer timeout is a hang guard.
+    let patient = ["--timeout", "120000"];
     let echo_cmd = |extra: &[&str]| {
         let mut c = s.cmd("echo", &["--role", echo_role]);
-        c.args(extra);
+        c.args(patient).args(extra);
         c
     };
     let ping_cmd = |extra: &[&str]| {
@@ -160,11 +163,11 @@ fn ping_echo(layout: &str, doorbell: &str, echo_role: &str, ping_role: &str) {
             "ping",
             &["--role", ping_role, "--count", "200", "--size", "100"],
         );
-        c.args(extra);
+        c.args(patient).args(extra);
         c
     };
     // The device side waits for the driver's file; give the geometry to the driver only.
-    let wait = ["--wait-for-file", "--wait", "30000"];
+    let wait = ["--wait-for-file", "--wait", "120000"];
     let (echo, ping) = if echo_role == "device" {
         let e = echo_cmd(&wait).spawn().unwrap();
         let p = ping_cmd(&common).spawn().unwrap();
@@ -266,7 +269,7 @@ fn survivor_reports_a_killed_echo_server() {
     for doorbell in ["socket", "busy-poll"] {
         let s = Scratch::new("kill-echo");
         let mut echo = s
-            .cmd("echo", &["--wait-for-file", "--wait", "30000"])
+            .cmd("echo", &["--wait-for-file", "--wait", "120000"])
             .spawn()
             .unwrap();
         let mut ping = s
@@ -278,7 +281,7 @@ fn survivor_reports_a_killed_echo_server() {
                     "--doorbell",
                     doorbell,
                     "--timeout",
-                    "3000",
+                    "120000",
                 ],
             )
             .spawn()
@@ -308,11 +311,21 @@ fn survivor_reports_a_killed_pinger() {
     for doorbell in ["futex", "socket"] {
         let s = Scratch::new("kill-ping");
         let mut echo = s
-            .cmd("echo", &["--wait-for-file", "--wait", "30000"])
+            .cmd("echo", &["--wait-for-file", "--wait", "120000"])
             .spawn()
             .unwrap();
         let mut ping = s
-            .cmd("ping", &["--count", "1000000000", "--doorbell", doorbell])
+            .cmd(
+                "ping",
+                &[
+                    "--count",
+                    "1000000000",
+                    "--doorbell",
+                    doorbell,
+                    "--timeout",
+                    "120000",
+                ],
+            )
             .spawn()
             .unwrap();
         let out = lines(&mut ping);
@@ -395,7 +408,7 @@ fn device_refuses_options_that_differ_from_the_file() {
     let echo = s
         .cmd(
             "echo",
-            &["--role", "driver", "--buffers", "4", "--wait", "30000"],
+            &["--role", "driver", "--buffers", "4", "--wait", "120000"],
         )
         .spawn()
         .unwrap();
@@ -434,6 +447,8 @@ fn bench_runs_briefly_with_json_and_a_plot() {
             "busy-poll,socket",
             "--buffers",
             "8",
+            "--timeout",
+            "120000",
             "--json",
             "--plot",
         ])
@@ -457,4 +472,319 @@ fn bench_runs_briefly_with_json_and_a_plot() {
         text(&o.stderr).is_empty(),
         "no progress bar without a terminal"
     );
+}
+
+/// Sends `sig` to `child`.
+fn signal(child: &Child, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, sig).unwrap();
+}
+
+/// Item 12: SIGINT or SIGTERM to either side of a ping/echo session: the signalled side closes
+/// the session cleanly and exits with 130 or 143; the other side reads "closed the session"
+/// (never "died"); no file or socket is left.
+#[test]
+fn item12_sigint_and_sigterm_close_ping_and_echo_cleanly() {
+    use rustix::process::Signal;
+    for (target, sig, code) in [
+        ("ping", Signal::INT, 130),
+        ("echo", Signal::TERM, 143),
+        ("echo", Signal::INT, 130),
+        ("ping", Signal::TERM, 143),
+    ] {
+        let s = Scratch::new("sig");
+        let mut echo = s
+            .cmd("echo", &["--wait-for-file", "--wait", "120000"])
+            .spawn()
+            .unwrap();
+        let mut ping = s
+            .cmd(
+                "ping",
+                &[
+                    "--count",
+                    "1000000000",
+                    "--timeout",
+                    "120000",
+                    "--wait",
+                    "120000",
+                ],
+            )
+            .spawn()
+            .unwrap();
+        let out = lines(&mut ping);
+        wait_for_line(&out, "bound");
+        let (signalled, other) = if target == "ping" {
+            (&mut ping, &mut echo)
+        } else {
+            (&mut echo, &mut ping)
+        };
+        signal(signalled, sig);
+        let st = wait_status(signalled, target);
+        let err = stderr_of(signalled);
+        let ctx = format!("{target} got {sig:?}");
+        assert_eq!(st.code(), Some(code), "{ctx}: {err}");
+        assert!(err.contains("closed the session cleanly"), "{ctx}: {err}");
+        let st = wait_status(other, "the other side");
+        let err = stderr_of(other);
+        assert!(!err.contains("died"), "{ctx}: the other side said {err}");
+        if target == "ping" {
+            // The echo server's session ended normally: the driver left.
+            let mut o = String::new();
+            echo.stdout.take().unwrap().read_to_string(&mut o).unwrap();
+            assert_eq!(st.code(), Some(0), "{ctx}: {err}");
+            assert!(
+                o.contains("the driver side closed the session"),
+                "{ctx}: {o}"
+            );
+        } else {
+            // Ping wanted more round trips: it fails, saying why.
+            assert_eq!(st.code(), Some(1), "{ctx}: {err}");
+            assert!(
+                err.contains("the device side closed the session"),
+                "{ctx}: {err}"
+            );
+        }
+        assert_eq!(s.leftovers(), Vec::<PathBuf>::new(), "{ctx}");
+    }
+}
+
+/// Item 12: the demo, interrupted while it waits for the remote's late answer, closes its
+/// session and exits with 130, removing its file and sockets (its remote leaves too).
+#[test]
+fn item12_sigint_ends_the_demo_cleanly() {
+    let s = Scratch::new("sig-demo");
+    let mut demo = Command::new(RPMSG)
+        .arg("demo")
+        .arg("--sock-dir")
+        .arg(&s.sock_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = demo.id();
+    let out = lines(&mut demo);
+    wait_for_line(&out, "blocking in recv");
+    signal(&demo, rustix::process::Signal::INT);
+    let st = wait_status(&mut demo, "demo");
+    let err = stderr_of(&mut demo);
+    assert_eq!(st.code(), Some(130), "{err}");
+    assert!(
+        !Path::new(&format!("/dev/shm/rpmsg-demo-{pid}")).exists(),
+        "the demo left its shared-memory file"
+    );
+    assert_eq!(s.leftovers(), Vec::<PathBuf>::new(), "{err}");
+}
+
+/// Item 12: `rpmsg bench` interrupted mid-run exits with 130 and leaves no file or socket.
+#[test]
+fn item12_sigint_ends_bench_cleanly() {
+    let s = Scratch::new("sig-bench");
+    let mut bench = Command::new(RPMSG)
+        .args([
+            "bench",
+            "--latency-ms",
+            "60000",
+            "--modes",
+            "socket",
+            "--sizes",
+            "16",
+            "--no-pin",
+        ])
+        .arg("--sock-dir")
+        .arg(&s.sock_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let file = PathBuf::from(format!("/dev/shm/rpmsg-bench-{}", bench.id()));
+    let start = Instant::now();
+    while !file.exists() {
+        assert!(
+            start.elapsed() < GUARD,
+            "bench never created {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&bench, rustix::process::Signal::INT);
+    let st = wait_status(&mut bench, "bench");
+    let err = stderr_of(&mut bench);
+    assert_eq!(st.code(), Some(130), "{err}");
+    assert!(!file.exists(), "bench left {}", file.display());
+    assert_eq!(s.leftovers(), Vec::<PathBuf>::new(), "{err}");
+}
+
+/// Item 12: `rpmsg vhost-user` stops on SIGTERM and SIGINT with 143 and 130, removing its
+/// socket.
+#[test]
+fn item12_vhost_user_exits_143_and_130_and_removes_its_socket() {
+    use rustix::process::Signal;
+    for (sig, code) in [(Signal::TERM, 143), (Signal::INT, 130)] {
+        let s = Scratch::new("sig-vhost");
+        let sock = s.sock_dir.join("vhost.sock");
+        let mut vhost = Command::new(RPMSG)
+            .arg("vhost-user")
+            .arg("--socket")
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = lines(&mut vhost);
+        wait_for_line(&out, "listening on");
+        signal(&vhost, sig);
+        let st = wait_status(&mut vhost, "vhost-user");
+        let err = stderr_of(&mut vhost);
+        assert_eq!(st.code(), Some(code), "{sig:?}: {err}");
+        assert!(!sock.exists(), "{sig:?}: the socket is left");
+    }
+}
+
+/// Item 13 (a): the flood's count must be exact even when the peer's sink callbacks are slow
+/// and run on two threads (its service thread and its receiving thread): the flush must not
+/// overtake callbacks still running.
+#[test]
+fn item13_flood_count_is_exact_with_a_slow_sink() {
+    let s = Scratch::new("bench-sink");
+    let o = run({
+        let mut c = Command::new(RPMSG);
+        c.args([
+            "bench",
+            "--latency-ms",
+            "10",
+            "--flood-ms",
+            "100",
+            "--sizes",
+            "16",
+            "--modes",
+            "socket",
+            "--buffers",
+            "64",
+            "--sink-delay-us",
+            "200",
+            "--timeout",
+            "120000",
+            "--json",
+            "--no-pin",
+        ])
+        .arg("--sock-dir")
+        .arg(&s.sock_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        c
+    });
+    assert!(o.status.success(), "{}", show("bench", &o));
+}
+
+/// `rpmsg bench` with these arguments (small cases), its socket directory from `s`, run under
+/// `taskset -c 0` when `one_cpu`; `None` when `taskset` is not installed.
+fn bench_cmd(s: &Scratch, one_cpu: bool, args: &[&str]) -> Option<Command> {
+    let mut c = if one_cpu {
+        let taskset = ["/usr/bin/taskset", "/bin/taskset"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        let mut c = Command::new(taskset);
+        c.args(["-c", "0", RPMSG]);
+        c
+    } else {
+        Command::new(RPMSG)
+    };
+    c.args([
+        "bench",
+        "--latency-ms",
+        "30",
+        "--flood-ms",
+        "30",
+        "--buffers",
+        "8",
+    ])
+    .args(["--timeout", "120000"])
+    .args(args)
+    .arg("--sock-dir")
+    .arg(&s.sock_dir)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    Some(c)
+}
+
+/// Item 13 (b): both processes confined to one CPU: the bench refuses, saying why.
+#[test]
+fn item13_bench_refuses_a_shared_cpu() {
+    let s = Scratch::new("bench-1cpu");
+    let Some(c) = bench_cmd(&s, true, &["--modes", "busy-poll", "--sizes", "16"]) else {
+        eprintln!("taskset is not installed: skipped");
+        return;
+    };
+    let o = run(c);
+    assert_usage_error(&o, "could only run on CPU 0");
+    assert!(!text(&o.stdout).contains("met"), "{}", show("bench", &o));
+}
+
+/// Item 13 (b): measured anyway on one CPU (`--shared-cpu`), no goal is judged: the report
+/// says so loudly and never prints "met".
+#[test]
+fn item13_bench_on_one_cpu_judges_no_goal() {
+    let s = Scratch::new("bench-1cpu-anyway");
+    let args = ["--modes", "busy-poll", "--sizes", "16,496", "--shared-cpu"];
+    let Some(c) = bench_cmd(&s, true, &args) else {
+        eprintln!("taskset is not installed: skipped");
+        return;
+    };
+    let o = run(c);
+    assert!(o.status.success(), "{}", show("bench", &o));
+    let out = text(&o.stdout);
+    assert!(out.contains("WARNING: no goal is judged"), "{out}");
+    assert!(out.contains("(not judged)"), "{out}");
+    assert!(!out.contains("(met)"), "{out}");
+    let mut c = bench_cmd(&s, true, &args).unwrap();
+    c.arg("--json");
+    let o = run(c);
+    assert!(o.status.success(), "{}", show("bench", &o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["goals_judged"], serde_json::Value::Bool(false), "{v}");
+    assert_eq!(v["shared_cpu"], serde_json::Value::Bool(true), "{v}");
+}
+
+/// Item 6's line in `rpmsg bench` (and item 13): doorbells per message, each side, in the
+/// table and in --json. Busy-poll rings none; socket mode rings at least one per flood message
+/// on the host side (our driver rings once per message today).
+#[test]
+fn item13_bench_reports_doorbells_per_message() {
+    let s = Scratch::new("bench-bells");
+    let args = ["--modes", "busy-poll,socket", "--sizes", "16", "--no-pin"];
+    let mut c = bench_cmd(&s, false, &args).unwrap();
+    c.arg("--json");
+    let o = run(c);
+    assert!(o.status.success(), "{}", show("bench", &o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let case = |mode: &str| {
+        v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["mode"] == mode)
+            .unwrap()["doorbells"]
+            .clone()
+    };
+    let busy = case("busy-poll");
+    let socket = case("socket");
+    for k in [
+        "round_trip_host",
+        "round_trip_peer",
+        "flood_host",
+        "flood_peer",
+    ] {
+        assert_eq!(busy[k].as_f64(), Some(0.0), "busy-poll {k}: {v}");
+        assert!(socket[k].as_f64().is_some(), "socket {k}: {v}");
+    }
+    assert!(socket["round_trip_host"].as_f64().unwrap() >= 1.0, "{v}");
+    assert!(socket["round_trip_peer"].as_f64().unwrap() >= 1.0, "{v}");
+    assert!(socket["flood_host"].as_f64().unwrap() > 0.0, "{v}");
+    let o = run(bench_cmd(&s, false, &args).unwrap());
+    assert!(o.status.success(), "{}", show("bench", &o));
+    let out = text(&o.stdout);
+    assert!(out.contains("doorbells per message"), "{out}");
 }

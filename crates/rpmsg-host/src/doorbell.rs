@@ -25,7 +25,10 @@
 //! 5. **Liveness.** A side is alive while its socket accepts a `connect`. `ECONNREFUSED` after
 //!    the side was seen alive means it died (killed or crashed: the path stays, nobody
 //!    listens); the path vanishing, or its state word in the host block saying "closed", means
-//!    it left cleanly.
+//!    it left cleanly. A side binds before it writes "ready" and writes "closed" before it
+//!    unlinks, so an observer reads the state word, probes, and reads it again: if the two
+//!    readings differ the side moved while it looked, and it looks again (see
+//!    [`Session::peer`](crate::Session::peer)).
 //!
 //! The receiving side runs one thread that `recv`s datagrams and calls
 //! [`Link::handle_notify`](rpmsg::Link::handle_notify) with the id; see

@@ -66,7 +66,10 @@ impl Platform for HostPlatform<'_> {
                 let c = match s.socket().ring(id) {
                     Rang::Sent => &s.counters.rung,
                     Rang::Coalesced => &s.counters.coalesced,
-                    Rang::NoPeer => &s.counters.no_peer,
+                    Rang::NoPeer => {
+                        s.lost_doorbell.store(true, Ordering::Relaxed);
+                        &s.counters.no_peer
+                    }
                 };
                 c.fetch_add(1, Ordering::Relaxed);
             }

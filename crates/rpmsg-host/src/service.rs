@@ -10,12 +10,19 @@
 //!   waiters, so every blocked call returns ([`rpmsg::Error::LinkDown`], which
 //!   [`Session::explain`] turns into what happened).
 //!
+//! * **driver, socket mode**: when a doorbell of ours found no device socket (the device had
+//!   not bound yet) and the device is now there, it rings vring 0's notify id again, then
+//!   vring 1's. An RPMsg-Lite remote links up once, on the master's first doorbell
+//!   (`rpmsg_lite_remote_init` waits for it); a remote that starts after our driver kicked
+//!   would otherwise wait forever. A spurious doorbell is harmless to every other peer.
+//!
 //! In futex and busy-poll modes it never touches the link until the peer is gone, so the
 //! message path has no second thread contending for the link's lock.
 
-use crate::doorbell::DoorbellMode;
+use crate::doorbell::{DoorbellMode, Side};
 use crate::port::HostLink;
 use crate::session::{PeerStatus, Session};
+use rpmsg::Platform;
 use std::sync::atomic::Ordering;
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
@@ -97,6 +104,9 @@ fn run<const N: usize, const EPTS: usize>(link: &HostLink<'_, N, EPTS>) -> Optio
             continue;
         }
         let status = s.peer();
+        if status == PeerStatus::Alive {
+            ring_again(link);
+        }
         if matches!(status, PeerStatus::Closed | PeerStatus::Died { .. }) {
             gone = Some(status);
             // Take what the peer published before it went, then end every blocked call.
@@ -106,4 +116,21 @@ fn run<const N: usize, const EPTS: usize>(link: &HostLink<'_, N, EPTS>) -> Optio
         }
     }
     gone
+}
+
+/// Driver, socket mode: rings again what went to nobody, now that the device is there (vring 0,
+/// the link-up kick, first). Only once the link is up: before that, `start` kicks by itself.
+fn ring_again<const N: usize, const EPTS: usize>(link: &HostLink<'_, N, EPTS>) {
+    let s = link.platform().session();
+    if s.side() != Side::Driver
+        || s.doorbell() != DoorbellMode::Socket
+        || !s.lost_doorbell.load(Ordering::Relaxed)
+        || !link.is_up()
+    {
+        return;
+    }
+    s.lost_doorbell.store(false, Ordering::Relaxed);
+    for id in link.notify_ids() {
+        link.platform().notify(id);
+    }
 }

@@ -173,9 +173,10 @@ pub enum PeerStatus {
     Waiting,
     /// Its socket answers.
     Alive,
-    /// It said goodbye (state word "closed").
+    /// It left cleanly: its state word says "closed", or its socket path vanished after it was
+    /// seen (doorbell.rs section 5).
     Closed,
-    /// Its socket refuses connections (or vanished) without a goodbye: killed or crashed.
+    /// Its socket refuses connections after it was seen (or said "ready"): killed or crashed.
     Died {
         /// Its process id, if it wrote one.
         pid: Option<u32>,
@@ -229,6 +230,9 @@ pub struct Session {
     pub(crate) consumed: AtomicU64,
     pub(crate) futex_consumed: AtomicU32,
     seen_peer: AtomicBool,
+    /// A doorbell found no peer socket (socket mode): the driver rings again when the device
+    /// appears, see [`Service`](crate::Service).
+    pub(crate) lost_doorbell: AtomicBool,
     pub(crate) stop_service: AtomicBool,
     closed: AtomicBool,
 }
@@ -384,6 +388,7 @@ impl Session {
             consumed: AtomicU64::new(0),
             futex_consumed: AtomicU32::new(0),
             seen_peer: AtomicBool::new(false),
+            lost_doorbell: AtomicBool::new(false),
             stop_service: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         }
@@ -462,35 +467,59 @@ impl Session {
         }
     }
 
-    /// Looks at the other side now (a `connect` and a read of its state word).
+    /// Looks at the other side now: its state word, a `connect` to its socket, its state word
+    /// again.
+    ///
+    /// A side binds its socket before it writes "ready", and writes "closed" before it unlinks
+    /// the socket (doorbell.rs section 2 and 5), so the two readings of the state word bracket
+    /// the probe: when they differ the peer moved while we looked (it came up, or replaced a
+    /// stale socket of an earlier process), and we look again rather than judge from a mixed
+    /// picture. Then: "closed" is a clean exit; a socket that answers is alive; a socket path
+    /// that vanished after the peer was seen (or said "ready") is a clean exit too (section 5);
+    /// a socket that refuses connections after that is a death.
     pub fn peer(&self) -> PeerStatus {
         let peer = self.side.peer();
-        let probe = doorbell::probe(self.socket.peer_path());
-        // Read the state word after the probe: a clean exit writes it before unlinking.
-        let state = self.file.state(peer);
-        if state == SideState::Closed {
-            return PeerStatus::Closed;
+        let mut before = self.file.state(peer);
+        // A peer cannot keep moving: it comes up once and leaves once. Three looks settle it.
+        for _ in 0..3 {
+            let probe = doorbell::probe(self.socket.peer_path());
+            after_probe();
+            let after = self.file.state(peer);
+            if after == SideState::Closed {
+                return PeerStatus::Closed;
+            }
+            if after != before {
+                before = after;
+                continue;
+            }
+            return self.judge(probe, after);
         }
-        let died = PeerStatus::Died {
-            pid: self.file.pid(peer),
-        };
+        // Still moving after three looks: say what the last look showed, without a verdict.
+        if self.seen_peer.load(Ordering::Relaxed) {
+            PeerStatus::Alive
+        } else {
+            PeerStatus::Waiting
+        }
+    }
+
+    /// What one consistent look (the state word the same before and after the probe) means.
+    fn judge(&self, probe: Probe, state: SideState) -> PeerStatus {
+        let seen = self.seen_peer.load(Ordering::Relaxed) || state == SideState::Ready;
         match probe {
             Probe::Alive => {
                 self.seen_peer.store(true, Ordering::Relaxed);
                 PeerStatus::Alive
             }
-            Probe::Refused | Probe::Absent
-                if self.seen_peer.load(Ordering::Relaxed) || state == SideState::Ready =>
-            {
-                died
-            }
-            Probe::Refused | Probe::Absent | Probe::Error(_) => {
-                if self.seen_peer.load(Ordering::Relaxed) {
-                    PeerStatus::Alive
-                } else {
-                    PeerStatus::Waiting
-                }
-            }
+            // Nobody listens at a path the peer bound: killed or crashed.
+            Probe::Refused if seen => PeerStatus::Died {
+                pid: self.file.pid(self.side.peer()),
+            },
+            // The path vanished: a clean exit (section 5), even without a "closed" word.
+            Probe::Absent if seen => PeerStatus::Closed,
+            // Not started yet, or a stale socket of an earlier process.
+            Probe::Refused | Probe::Absent => PeerStatus::Waiting,
+            Probe::Error(_) if self.seen_peer.load(Ordering::Relaxed) => PeerStatus::Alive,
+            Probe::Error(_) => PeerStatus::Waiting,
         }
     }
 
@@ -589,8 +618,198 @@ impl Session {
     }
 }
 
+/// Test hook: runs right after each socket probe of [`Session::peer`], so a test can play the
+/// peer's moves at exactly that point. Does nothing outside this crate's unit tests.
+#[cfg(not(test))]
+#[inline(always)]
+fn after_probe() {}
+
+#[cfg(test)]
+std::thread_local! {
+    static AFTER_PROBE: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(test)]
+fn after_probe() {
+    AFTER_PROBE.with(|h| {
+        if let Some(f) = h.borrow_mut().as_mut() {
+            f();
+        }
+    });
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doorbell::DoorbellSocket;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::sync::atomic::AtomicU32;
+
+    /// A driver session on a scratch file.
+    fn driver(tag: &str) -> Session {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "rpmsg-s{}-{}-{tag}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut o = SessionOptions::new(SessionOptions::shm_path(&name), Side::Driver);
+        o.socket_dir = dir;
+        Session::create(&o).unwrap()
+    }
+
+    /// The device, played by hand on its own mapping of the file.
+    struct Device {
+        file: SharedFile,
+        own: PathBuf,
+        peer: PathBuf,
+        sock: Option<DoorbellSocket>,
+    }
+
+    impl Device {
+        fn of(s: &Session) -> Self {
+            Self {
+                file: SharedFile::open(s.file().path()).unwrap(),
+                own: s.socket().peer_path().to_path_buf(),
+                peer: s.socket().own_path().to_path_buf(),
+                sock: None,
+            }
+        }
+
+        /// Start-up in the order `Session::attach` and doorbell.rs section 2 give: bind the
+        /// socket, then write "ready".
+        fn come_up(&mut self) {
+            self.sock = Some(DoorbellSocket::bind(&self.own, &self.peer, Side::Device).unwrap());
+            self.file.set_pid(Side::Device, std::process::id());
+            self.file.set_state(Side::Device, SideState::Ready);
+        }
+
+        /// A clean exit that only unlinks the socket (doorbell.rs section 5: a vanished path
+        /// is a clean exit), without writing "closed".
+        fn unlink_only(&mut self) {
+            if let Some(s) = self.sock.take() {
+                s.unlink();
+            }
+        }
+    }
+
+    /// Runs `f` once, right after the next socket probe of `Session::peer` on this thread.
+    fn once_after_probe(f: impl FnOnce() + 'static) {
+        let mut f = Some(f);
+        AFTER_PROBE.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move || {
+                if let Some(f) = f.take() {
+                    f();
+                }
+            }));
+        });
+    }
+
+    fn no_hook() {
+        AFTER_PROBE.with(|h| *h.borrow_mut() = None);
+    }
+
+    fn cleanup(s: Session) {
+        let dir = s.socket().own_path().parent().unwrap().to_path_buf();
+        s.close();
+        drop(s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Item 3: the device binds and writes "ready" between our probe (which found no socket)
+    /// and our read of its state word. That is a device coming up, not a dead one.
+    #[test]
+    fn item3_device_coming_up_during_the_probe_is_not_dead() {
+        let s = driver("up");
+        assert_eq!(s.peer(), PeerStatus::Waiting);
+        let dev = Rc::new(RefCell::new(Device::of(&s)));
+        let d = Rc::clone(&dev);
+        once_after_probe(move || d.borrow_mut().come_up());
+        let status = s.peer();
+        no_hook();
+        assert!(
+            dev.borrow().sock.is_some(),
+            "the device came up during the probe"
+        );
+        assert!(
+            matches!(status, PeerStatus::Waiting | PeerStatus::Alive),
+            "a device that came up during the probe was judged {status:?}"
+        );
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        drop(dev);
+        cleanup(s);
+    }
+
+    /// Item 3, the other order: the device was seen alive, then its socket path vanished
+    /// without a "closed" state word. doorbell.rs section 5 calls that a clean exit.
+    #[test]
+    fn item3_vanished_socket_path_is_a_clean_exit() {
+        let s = driver("gone");
+        let mut dev = Device::of(&s);
+        dev.come_up();
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        dev.unlink_only();
+        assert_eq!(dev.file.state(Side::Device), SideState::Ready);
+        assert_eq!(s.peer(), PeerStatus::Closed);
+        // Not seen alive by us, but its state word said ready: the same clean exit.
+        let s2 = driver("gone2");
+        let mut dev2 = Device::of(&s2);
+        dev2.come_up();
+        dev2.unlink_only();
+        assert_eq!(s2.peer(), PeerStatus::Closed);
+        cleanup(s);
+        cleanup(s2);
+    }
+
+    /// Item 3: a killed device (its socket stays, nobody listens) is still reported dead, and
+    /// a stale socket left by an earlier process before this one came up is no death.
+    #[test]
+    fn item3_refused_socket_after_ready_is_still_a_death() {
+        let s = driver("dead");
+        let mut dev = Device::of(&s);
+        dev.come_up();
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        // Dropped without unlinking: what a killed process leaves.
+        dev.sock = None;
+        assert_eq!(
+            s.peer(),
+            PeerStatus::Died {
+                pid: Some(std::process::id())
+            }
+        );
+        cleanup(s);
+        // A stale device socket from before, then the new device replaces it and writes
+        // "ready" between our probe (refused) and our read of the state word.
+        let s = driver("stale");
+        let mut old = Device::of(&s);
+        old.sock = Some(DoorbellSocket::bind(&old.own, &old.peer, Side::Device).unwrap());
+        old.sock = None;
+        assert_eq!(
+            s.peer(),
+            PeerStatus::Waiting,
+            "a stale socket is not a peer"
+        );
+        let dev = Rc::new(RefCell::new(Device::of(&s)));
+        let d = Rc::clone(&dev);
+        once_after_probe(move || d.borrow_mut().come_up());
+        let status = s.peer();
+        no_hook();
+        assert!(
+            matches!(status, PeerStatus::Waiting | PeerStatus::Alive),
+            "a device that replaced a stale socket during the probe was judged {status:?}"
+        );
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        drop(dev);
+        cleanup(s);
     }
 }

@@ -20,9 +20,13 @@ use rpmsg::{
     Announcement, Endpoint, EndpointConfig, Error, HeldRx, LinkStats, LiteConfig, NsKind, NsQueue,
     Role, RxBuffer, RxHandler, SharedRegion, Timeout, TxBuffer,
 };
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// How long a wait that must succeed may take before the test calls it hung: minutes, so a
+/// loaded machine never fails it (item 14); only a broken run waits this long.
+const HANG_GUARD: Duration = Duration::from_secs(120);
 
 /// The threaded tests busy-poll; running two of them at once on a 2-core machine would only
 /// measure the scheduler.
@@ -103,7 +107,13 @@ struct Shared {
     failure: Mutex<Option<String>>,
     started: [AtomicBool; 2],
     done: AtomicU32,
-    deadline: Instant,
+    /// Messages moved so far, by either thread.
+    moves: AtomicU64,
+    /// The move count last seen by a deadline check, and when it last changed.
+    last_move: Mutex<(u64, Instant)>,
+    /// How long without any progress counts as hung (a hang guard, not a speed limit: a loaded
+    /// machine makes the run slow, never stuck).
+    stall: Duration,
 }
 
 impl Shared {
@@ -113,7 +123,9 @@ impl Shared {
             failure: Mutex::new(None),
             started: [AtomicBool::new(false), AtomicBool::new(false)],
             done: AtomicU32::new(0),
-            deadline: Instant::now() + limit,
+            moves: AtomicU64::new(0),
+            last_move: Mutex::new((0, Instant::now())),
+            stall: limit,
         }
     }
 
@@ -129,9 +141,25 @@ impl Shared {
         self.abort.load(Ordering::SeqCst)
     }
 
+    /// Counts progress (a message sent or received).
+    fn moved(&self) {
+        self.moves.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Fails the run when nothing moved for the whole stall limit.
     fn check_deadline(&self, what: impl FnOnce() -> String) {
-        if Instant::now() > self.deadline {
-            self.fail(format!("deadline passed: {}", what()));
+        let now = Instant::now();
+        let moves = self.moves.load(Ordering::Relaxed);
+        let mut last = self.last_move.lock().unwrap_or_else(|p| p.into_inner());
+        if last.0 != moves {
+            *last = (moves, now);
+        } else if now.duration_since(last.1) > self.stall {
+            drop(last);
+            self.fail(format!(
+                "no progress for {:?} (hung): {}",
+                self.stall,
+                what()
+            ));
         }
     }
 }
@@ -391,7 +419,9 @@ fn run_side<const N: usize>(
                 )
             });
         }
-        if !progress {
+        if progress {
+            shared.moved();
+        } else {
             std::thread::yield_now();
         }
     }
@@ -417,7 +447,7 @@ fn stress<const N: usize>(name: &str, geo: Geometry, per_dir: u64, device_first:
     let mut mem = TestMemory::new(geo.region_len());
     let region = mem.region();
     geo.prepare(&region);
-    let shared = Shared::new(Duration::from_secs(240));
+    let shared = Shared::new(HANG_GUARD);
     let t0 = Instant::now();
     let (drv, dev) = std::thread::scope(|s| {
         let (shared, geo) = (&shared, &geo);
@@ -533,7 +563,7 @@ fn geometries() -> [Geometry; 2] {
 fn bring_up(drv: &TestLink<'_, 16>, dev: &TestLink<'_, 16>) {
     dev.start().unwrap();
     drv.start().unwrap();
-    dev.wait_link_up(Timeout::After(SECOND)).unwrap();
+    dev.wait_link_up(Timeout::After(HANG_GUARD)).unwrap();
     assert!(drv.is_up() && dev.is_up());
 }
 
@@ -748,11 +778,11 @@ fn full_queue_backpressures_the_sender_without_loss() {
                     .unwrap();
                 dev.start().unwrap();
                 started.store(true, Ordering::SeqCst);
-                dev.wait_link_up(Timeout::After(5 * SECOND)).unwrap();
+                dev.wait_link_up(Timeout::After(HANG_GUARD)).unwrap();
                 let mut buf = [0u8; MAX_PAYLOAD];
                 for seq in 0..MESSAGES {
                     assert!(ep.pending().unwrap() <= 1, "queue depth 1");
-                    let (n, src) = ep.recv(&mut buf, Timeout::After(10 * SECOND)).unwrap();
+                    let (n, src) = ep.recv(&mut buf, Timeout::After(HANG_GUARD)).unwrap();
                     assert_eq!(src, 0x400);
                     if let Err(e) = check_payload(7, seq, &buf[..n]) {
                         panic!("{e}");
@@ -1032,7 +1062,7 @@ fn driver_shutdown_reaches_the_device() {
                     .create_endpoint(EndpointConfig::new().name("svc").unwrap().announce(true))
                     .unwrap();
                 drv2.start().unwrap();
-                dev.wait_link_up(Timeout::After(SECOND)).unwrap();
+                dev.wait_link_up(Timeout::After(HANG_GUARD)).unwrap();
                 pump(&drv2, &dev);
                 assert_eq!(dev.stats().sessions, 2);
                 assert_eq!(client.dst().unwrap(), Some(again.addr()), "bound again");
