@@ -641,20 +641,17 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
                 .address_map()
                 .to_offset(p.addr, len)
                 .filter(|&off| {
-                    // Headers are read and written as words.
-                    off % 4 == 0 && off >= self.s.rings_end && region.contains(off, len)
+                    // Headers are read and written as words. The buffer must lie in our
+                    // layout's buffer area, past the rings: one elsewhere means the driver lays
+                    // out another geometry (VRING_SIZE, VRING_ALIGN, buffer size or count). That
+                    // area lies in the region (`LiteConfig::validate`), and every access is
+                    // checked against the region again.
+                    off % 4 == 0
+                        && off >= self.s.rings_end
+                        && off <= self.s.buffers_end
+                        && len <= self.s.buffers_end - off
                 });
             if let Some(off) = off {
-                if off + len > self.s.buffers_end {
-                    // Past the rings, in the region, but beyond our layout's buffer area: the
-                    // driver lays out another geometry (VRING_SIZE, VRING_ALIGN, buffer size
-                    // or count).
-                    self.violation(Violation::GeometryMismatch {
-                        found: off as u32,
-                        expected: self.s.rings_end as u32,
-                    })?;
-                    return self.refused(q, p.id, p.len);
-                }
                 if len < need {
                     // Sound, but too small for this message: leave it for a smaller one.
                     self.s.queues[q].unpop(p.id);
@@ -668,15 +665,11 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
             }
         };
         self.violation(v)?;
-        self.refused(q, p.id, p.len)
-    }
-
-    /// A buffer `take` refused: see there for where it goes.
-    fn refused(&mut self, q: usize, id: u16, len: u32) -> Result<Taken, Stopped> {
         if q == RX {
             self.s.stats.rx_malformed = self.s.stats.rx_malformed.wrapping_add(1);
-            self.give_back(q, id, len)?;
-            self.notify(q);
+            // `take(RX, ..)` runs only in `poll_rings`, whose doorbell after the batch covers
+            // this buffer too.
+            self.give_back(q, p.id, p.len)?;
         }
         Ok(Taken::Refused)
     }
