@@ -505,8 +505,9 @@ pass
         out.assert_kernel_healthy_except(&["vu_interrupt", "vu_del_vqs"]);
         if signal == "TERM" {
             b.wait_for_line("end: stopped", Duration::from_secs(10));
+            // Closed cleanly, then 128 + SIGTERM as a shell expects (issue 13, item 12).
             let status = b.wait(Duration::from_secs(10));
-            assert!(status.is_some_and(|s| s.success()), "{}", b.log());
+            assert_eq!(status.and_then(|s| s.code()), Some(143), "{}", b.log());
         }
     }
 }
