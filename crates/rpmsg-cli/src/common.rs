@@ -251,15 +251,21 @@ impl Failure {
 }
 
 impl fmt::Display for Failure {
-    /// The message and every cause, on one line.
+    /// The message and every cause, on one line; a cause the text already ends with (an error
+    /// that shows its source in its own message, like `rpmsg::Error::PeerViolation`) is not
+    /// repeated.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.error)?;
+        let mut text = self.error.to_string();
         let mut src = self.error.source();
         while let Some(s) = src {
-            write!(f, ": {s}")?;
+            let cause = s.to_string();
+            if !text.ends_with(&cause) {
+                text.push_str(": ");
+                text.push_str(&cause);
+            }
             src = s.source();
         }
-        Ok(())
+        f.write_str(&text)
     }
 }
 
@@ -289,9 +295,58 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-/// Prints `[tag] message` to standard output.
+/// Prints `[tag] message` to standard output (to standard error while `--json` owns standard
+/// output, see [`quiet_stdout`]).
 pub(crate) fn say(tag: &str, msg: fmt::Arguments<'_>) {
-    println!("[{tag}] {msg}");
+    if JSON_OUT.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("[{tag}] {msg}");
+    } else {
+        println!("[{tag}] {msg}");
+    }
+}
+
+static JSON_OUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--json`: standard output carries only the JSON object, so [`say`] writes to standard
+/// error from now on.
+pub(crate) fn quiet_stdout() {
+    JSON_OUT.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The link's counters as JSON (`LinkStats`, field by field; the last violation as its
+/// message).
+pub(crate) fn stats_json(s: &rpmsg::LinkStats) -> serde_json::Value {
+    serde_json::json!({
+        "tx_messages": s.tx_messages,
+        "rx_messages": s.rx_messages,
+        "rx_unknown_dst": s.rx_unknown_dst,
+        "rx_malformed": s.rx_malformed,
+        "ns_malformed": s.ns_malformed,
+        "ns_received": s.ns_received,
+        "peer_violations": s.peer_violations,
+        "backpressure": s.backpressure,
+        "held": s.held,
+        "sessions": s.sessions,
+        "doorbells": s.doorbells,
+        "doorbells_suppressed": s.doorbells_suppressed,
+        "last_violation": s.last_violation.map(|v| v.to_string()),
+    })
+}
+
+/// Adds what the link saw of the peer's faults to a failure: a timeout or a closed link after
+/// the peer broke the protocol is then reported with the violation that caused it.
+pub(crate) fn with_violations(e: Failure, s: &rpmsg::LinkStats) -> Failure {
+    match s.last_violation {
+        Some(v) if s.peer_violations > 0 && !e.to_string().contains(&v.to_string()) => Failure {
+            error: format!(
+                "{e} (the peer broke the protocol {} times; the last: {v})",
+                s.peer_violations
+            )
+            .into(),
+            ..e
+        },
+        _ => e,
+    }
 }
 
 /// Describes the session in one line.
@@ -451,6 +506,16 @@ mod tests {
         let cli =
             Cli::try_parse_from(std::iter::once("rpmsg").chain(args.iter().copied())).unwrap();
         cli.link.options(Side::Device, None).honour_no_interrupt
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let v = rpmsg::Violation::IdOutOfRange { id: 9, num: 8 };
+        let f = Failure::from(rpmsg::Error::PeerViolation(v));
+        assert_eq!(
+            f.to_string(),
+            "peer protocol violation: descriptor id 9 is out of range for a queue of 8"
+        );
     }
 
     #[test]

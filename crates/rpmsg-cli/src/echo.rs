@@ -2,11 +2,12 @@
 
 use crate::common::{
     Announcements, CliLink, Failure, LinkArgs, RoleArg, bind_by_name, config, describe, ns,
-    run_link, say, wait_up,
+    quiet_stdout, run_link, say, stats_json, wait_up, with_violations,
 };
 use clap::Args;
 use rpmsg::{EndpointConfig, Timeout};
 use rpmsg_host::{HostError, PeerStatus, Session, Side};
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 /// `rpmsg echo`.
@@ -18,6 +19,10 @@ pub(crate) struct EchoArgs {
     /// Name of the service announced through the name service.
     #[arg(long, default_value = "rpmsg-echo")]
     pub(crate) service: String,
+    /// At the end, print one JSON object on standard output (messages echoed, the error if
+    /// any, the link's counters); the progress lines go to standard error.
+    #[arg(long)]
+    pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) link: LinkArgs,
 }
@@ -40,6 +45,10 @@ pub(crate) struct PingArgs {
     /// Print every round trip.
     #[arg(long, short = 'v')]
     pub(crate) verbose: bool,
+    /// At the end, print one JSON object on standard output (round trips made, the error if
+    /// any, the link's counters); the progress lines go to standard error.
+    #[arg(long)]
+    pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) link: LinkArgs,
 }
@@ -49,6 +58,9 @@ const PING: &str = "ping";
 
 /// Serves one session: echoes every message back to its sender until the other side leaves.
 pub(crate) fn echo(args: &EchoArgs) -> Result<(), Failure> {
+    if args.json {
+        quiet_stdout();
+    }
     let side = Side::from(args.role);
     let wait = args.link.wait(None);
     let timeout = args.link.timeout();
@@ -58,6 +70,7 @@ pub(crate) fn echo(args: &EchoArgs) -> Result<(), Failure> {
     say(ECHO, format_args!("{side} side on {}", describe(&session)));
     let link: CliLink<'_> = session.link(config(&session, timeout)?)?;
     link.set_ns_handler(&ns_queue)?;
+    let echoed = Cell::new(0u64);
     let served = run_link(
         &link,
         |link| {
@@ -79,9 +92,14 @@ pub(crate) fn echo(args: &EchoArgs) -> Result<(), Failure> {
                     link.mtu()
                 ),
             );
-            serve(&session, &ep, timeout)
+            serve(&session, &ep, timeout, &echoed)
         },
     );
+    let stats = link.stats();
+    let served = served.map_err(|e| with_violations(e, &stats));
+    if args.json {
+        report_json(ECHO, side, "messages", echoed.get(), &served, &stats);
+    }
     let served = match served {
         Ok(n) => n,
         Err(e) => {
@@ -110,8 +128,34 @@ pub(crate) fn echo(args: &EchoArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Echoes until the peer leaves; returns how many messages.
-fn serve(session: &Session, ep: &rpmsg::Endpoint<'_>, timeout: Duration) -> Result<u64, Failure> {
+/// Prints the JSON object of `--json`: `count` under `what`, the error if any, the counters.
+fn report_json<T>(
+    command: &str,
+    side: Side,
+    what: &str,
+    count: u64,
+    r: &Result<T, Failure>,
+    stats: &rpmsg::LinkStats,
+) {
+    let mut o = serde_json::json!({
+        "command": command,
+        "side": side.to_string(),
+        "ok": r.is_ok(),
+        "error": r.as_ref().err().map(ToString::to_string),
+        "stats": stats_json(stats),
+    });
+    o[what] = count.into();
+    println!("{o}");
+}
+
+/// Echoes until the peer leaves; returns how many messages (also counted in `echoed` as they
+/// go, for a report after a failure).
+fn serve(
+    session: &Session,
+    ep: &rpmsg::Endpoint<'_>,
+    timeout: Duration,
+    echoed: &Cell<u64>,
+) -> Result<u64, Failure> {
     let mut n = 0u64;
     let mut buf = [0u8; 65536];
     loop {
@@ -120,16 +164,7 @@ fn serve(session: &Session, ep: &rpmsg::Endpoint<'_>, timeout: Duration) -> Resu
             Ok(m) => m,
             // The peer shut the link down (a driver's reset, or our service thread after the
             // peer closed): the session is over. A dead peer is an error.
-            Err(rpmsg::Error::LinkDown) => {
-                return match session.peer() {
-                    PeerStatus::Died { pid } => Err(HostError::PeerDied {
-                        side: session.side().peer(),
-                        pid,
-                    }
-                    .into()),
-                    PeerStatus::Closed | PeerStatus::Alive | PeerStatus::Waiting => Ok(n),
-                };
-            }
+            Err(rpmsg::Error::LinkDown) => return link_went_down(session, timeout, n),
             Err(e) => return Err(session.explain(e, timeout).into()),
         };
         let len = msg.len().min(buf.len());
@@ -144,11 +179,49 @@ fn serve(session: &Session, ep: &rpmsg::Endpoint<'_>, timeout: Duration) -> Resu
         tx.send_to(src, len)
             .map_err(|e| Failure::from(session.explain(e.error, timeout)))?;
         n += 1;
+        echoed.set(n);
+    }
+}
+
+/// Echo's link went down after `n` messages: the end of the session if the peer closed its
+/// session (it shuts the link down first, then closes: allowed up to `timeout`) or we were
+/// interrupted; an error naming the cause otherwise. A device cannot tell a driver's reset from
+/// a status byte overwritten in shared memory, but a driver that resets without closing its
+/// session is not one of ours.
+fn link_went_down(session: &Session, timeout: Duration, n: u64) -> Result<u64, Failure> {
+    let start = Instant::now();
+    loop {
+        if crate::signal::received().is_some() {
+            return Ok(n);
+        }
+        match session.peer() {
+            PeerStatus::Died { pid } => {
+                return Err(HostError::PeerDied {
+                    side: session.side().peer(),
+                    pid,
+                }
+                .into());
+            }
+            PeerStatus::Closed => return Ok(n),
+            PeerStatus::Alive | PeerStatus::Waiting if start.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            PeerStatus::Alive | PeerStatus::Waiting => {
+                return Err(Failure::msg(format!(
+                    "the link went down after {n} messages while the {} side is still running and did not close its session within {} ms: it reset the link, or the link's state in shared memory was overwritten",
+                    session.side().peer(),
+                    timeout.as_millis()
+                )));
+            }
+        }
     }
 }
 
 /// Binds the echo service and makes `count` round trips.
 pub(crate) fn ping(args: &PingArgs) -> Result<(), Failure> {
+    if args.json {
+        quiet_stdout();
+    }
     let side = Side::from(args.role);
     let wait = args.link.wait(Some(5000));
     let timeout = args.link.timeout();
@@ -165,6 +238,7 @@ pub(crate) fn ping(args: &PingArgs) -> Result<(), Failure> {
             args.size
         )));
     }
+    let made = Cell::new(0u64);
     let r = run_link(
         &link,
         |link| Ok(link.create_endpoint(EndpointConfig::new().name(&args.service)?.queue(2))?),
@@ -191,11 +265,9 @@ pub(crate) fn ping(args: &PingArgs) -> Result<(), Failure> {
                     .map_err(|e| session.explain(e, timeout))?;
                 let rtt = t0.elapsed();
                 if back.get(..n) != Some(&out[..]) {
-                    return Err(Failure::msg(format!(
-                        "reply {i} differs from what was sent ({n} bytes back for {}); is the peer an echo service?",
-                        out.len()
-                    )));
+                    return Err(Failure::msg(mismatch(i, &out, &back[..n])));
                 }
+                made.set(i + 1);
                 if args.verbose {
                     say(
                         PING,
@@ -209,6 +281,11 @@ pub(crate) fn ping(args: &PingArgs) -> Result<(), Failure> {
             Ok(rtts)
         },
     );
+    let stats = link.stats();
+    let r = r.map_err(|e| with_violations(e, &stats));
+    if args.json {
+        report_json(PING, side, "round_trips", made.get(), &r, &stats);
+    }
     let mut rtts = match r {
         Ok(r) => r,
         Err(e) => {
@@ -239,4 +316,35 @@ pub(crate) fn ping(args: &PingArgs) -> Result<(), Failure> {
         ),
     );
     Ok(())
+}
+
+/// The error for reply `i` that is not what was sent: where the two first differ.
+fn mismatch(i: u64, sent: &[u8], got: &[u8]) -> String {
+    let at = sent
+        .iter()
+        .zip(got)
+        .position(|(a, b)| a != b)
+        .unwrap_or(sent.len().min(got.len()));
+    let detail = match (sent.get(at), got.get(at)) {
+        (Some(s), Some(g)) => format!("byte {at} is {g:#04x} instead of {s:#04x}"),
+        _ => format!("{} bytes came back for {} sent", got.len(), sent.len()),
+    };
+    format!(
+        "reply {i} differs from what was sent: {detail}; the payload was changed in shared memory, or the peer is not an echo service"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mismatch;
+
+    #[test]
+    fn a_changed_echo_names_the_first_differing_byte_or_the_length() {
+        assert_eq!(
+            mismatch(3, &[1, 2, 3], &[1, 9, 3]),
+            "reply 3 differs from what was sent: byte 1 is 0x09 instead of 0x02; the payload was changed in shared memory, or the peer is not an echo service"
+        );
+        assert!(mismatch(0, &[1, 2, 3], &[1, 2]).contains("2 bytes came back for 3 sent"));
+        assert!(mismatch(0, &[1], &[1, 0]).contains("2 bytes came back for 1 sent"));
+    }
 }

@@ -17,6 +17,30 @@
 //! aligned, byte-sized ones at the edges. The ordering between fields is made explicit with the
 //! fences of this module, placed by `virtqueue` exactly where wire.md section 3.7 asks for them.
 //!
+//! # Accesses of different widths to the same bytes
+//!
+//! The same bytes are reached at different widths: a buffer's header as `u32` words and its
+//! payload by `usize`/`u8` copies, a table or ring zeroed by [`SharedRegion::fill`]'s copies
+//! and then read field by field, a buffer the driver wrote word-wise and the device reads at
+//! whatever alignment its payload has. Rust's memory model (C++20's) has no meaning for atomic
+//! accesses of different sizes to overlapping bytes that *race*, i.e. are not ordered by
+//! happens-before; ordered ones are fine. Ours are ordered wherever both sides follow the
+//! protocol: a byte changes hands only through a ring index published after a release fence
+//! and read before an acquire fence (the fences of this module), so the writer's accesses
+//! happen before the reader's, whatever their widths; the only concurrent accesses to the
+//! same bytes are to ring indices and flags, which both sides access at one width (`u16`).
+//! A peer that breaks the protocol (writes a buffer it gave away, a thread playing a
+//! scribbling core) can race with us at another width: in another process or on another core
+//! that is hardware behaviour (each access is a single load or store of its width, never
+//! torn below it), and the value read is then validated like any other; within one process it
+//! is outside the model, so an in-process test's hostile peer must write between our steps, never
+//! concurrently at another width.
+//!
+//! Miri's data-race detector checks this on the shared-memory and ring tests (`.ci/run`),
+//! with its weak-memory emulation off: that emulation cannot represent mixed-size atomics on
+//! the same bytes even when they are ordered (it stops with an internal error on
+//! `copies_of_every_alignment_round_trip`, which races nothing).
+//!
 //! Under `cfg(loom)` the region is a slice of loom's `AtomicU16` instead of raw memory, so the
 //! same ring code can be model-checked; the accessors keep their signatures.
 

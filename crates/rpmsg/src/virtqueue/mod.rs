@@ -25,6 +25,8 @@ use core::fmt;
 mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
+#[cfg(all(test, not(loom)))]
+mod index_tests;
 
 /// A fault of the peer found in the rings. Each names the offending values.
 // A 4-byte tag: every payload then starts 4-aligned, so a violation moves between results,
@@ -217,13 +219,19 @@ impl Vring {
     ///
     /// # Errors
     ///
-    /// [`AccessError`] when the ring does not fit in `region` or `base` is not 16-byte aligned.
+    /// [`AccessError`] when the ring does not fit in `region`, `base` is not 16-byte aligned,
+    /// or `layout` is not the one [`VringLayout::new`] gives for its `num` and `align` (its
+    /// fields are public; a size that is not a power of two, or parts that do not match the
+    /// size, would break the slot arithmetic).
     pub fn new(
         region: &SharedRegion<'_>,
         base: usize,
         layout: VringLayout,
     ) -> Result<Self, AccessError> {
-        if base % 16 != 0 || !region.contains(base, layout.size) {
+        if base % 16 != 0
+            || !region.contains(base, layout.size)
+            || VringLayout::new(layout.num, layout.align).ok() != Some(layout)
+        {
             return Err(AccessError {
                 offset: base,
                 len: layout.size,
