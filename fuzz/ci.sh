@@ -27,7 +27,9 @@ if [[ ! -x $cargo_fuzz ]]; then
 fi
 
 log "building the targets"
-"$cargo_fuzz" build -a --target-dir "$cache/target" 2>&1 | grep -v '^\s*Compiling' >&2
+# cargo-fuzz runs `cargo`: the rustup proxy picks nightly from RUSTUP_TOOLCHAIN.
+export RUSTUP_TOOLCHAIN=nightly
+"$cargo_fuzz" build -a --target-dir "$cache/target" >&2
 bin="$cache/target/x86_64-unknown-linux-gnu/release"
 targets=$("$cargo_fuzz" list)
 
