@@ -944,3 +944,71 @@ fn config_header(msg: &Msg) -> Result<(u32, u32, u32), Reject> {
     }
     Ok((offset, len, flags))
 }
+
+/// The fuzzer's entry (`--cfg fuzzing` only, as cargo-fuzz builds): the front-end's messages
+/// as bytes on the wire, each received with `recv_msg` and handled by a fresh back-end (no link
+/// yet, as before guest memory is mapped). Message `k` carries `(flags >> 16) & 7` anonymous
+/// files of two pages as its descriptors (bits the protocol does not use), so the requests that
+/// take descriptors are reached.
+///
+/// Checks, beyond "no panic": every vring the back-end accepted lies inside one memory region
+/// at a guest address below 4 GiB, and the regions it mapped do not overlap.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_messages(data: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let Ok((mut front, back)) = UnixStream::pair() else {
+        return;
+    };
+    // At most what fits the socket's buffer, so the write never blocks.
+    let data = &data[..data.len().min(32 * 1024)];
+    if front.write_all(data).is_err() {
+        return;
+    }
+    drop(front);
+    // Everything a device offers by default, in-band notifications included.
+    let opts = super::DeviceOptions::new("fuzz");
+    let mut be = Backend::new(
+        opts.features(),
+        opts.protocol_features() | PROTOCOL_F_INBAND_NOTIFICATIONS,
+        None,
+    );
+    let page = rustix::param::page_size() as u64;
+    while let Ok(mut msg) = proto::recv_msg(back.as_fd()) {
+        for _ in 0..(msg.flags >> 16) & 7 {
+            let Ok(fd) = rustix::fs::memfd_create("fuzz", rustix::fs::MemfdFlags::CLOEXEC) else {
+                return;
+            };
+            if rustix::fs::ftruncate(&fd, 2 * page).is_err() {
+                return;
+            }
+            msg.fds.push(fd);
+        }
+        let _ = be.handle(msg, None);
+        for (i, r) in be.regions.iter().enumerate() {
+            for o in &be.regions[..i] {
+                let apart = |a: u64, b: u64, la: u64, lb: u64| a + la <= b || b + lb <= a;
+                assert!(
+                    apart(r.guest_addr, o.guest_addr, r.size, o.size)
+                        && apart(r.user_addr, o.user_addr, r.size, o.size),
+                    "overlapping regions accepted: {r} and {o}"
+                );
+            }
+        }
+        for s in be.vrings().into_iter().flatten() {
+            let size = rpmsg::wire::vring::VringLayout::new(s.num as u16, s.align as usize)
+                .expect("an accepted ring has a valid layout")
+                .size as u64;
+            assert!(
+                be.regions
+                    .iter()
+                    .any(|r| s.desc >= r.user_addr && s.desc + size <= r.user_addr + r.size),
+                "vring {s:?} accepted outside every memory region"
+            );
+            assert!(
+                s.guest_addr <= u64::from(u32::MAX),
+                "vring {s:?} above 4 GiB"
+            );
+        }
+    }
+}

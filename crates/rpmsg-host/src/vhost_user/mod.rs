@@ -892,6 +892,14 @@ impl Drop for VhostUserDevice {
 
 /// Writes our resource table (one rpmsg vdev, rings placed at go-live) into `table`; returns
 /// its length.
+/// The fuzzer's entry: front-end messages as bytes, handled one by one by a back-end that has
+/// no link yet (see fuzz/fuzz_targets/vhost_user.rs). Built only with `--cfg fuzzing`.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_messages(data: &[u8]) {
+    backend::fuzz_messages(data);
+}
+
 fn synth_table(table: &SharedRegion<'_>, name_service: bool) -> Result<usize, VhostError> {
     let ring = |notifyid| VringInfo {
         da: FW_RSC_ADDR_ANY,
