@@ -269,8 +269,8 @@ fn every_index_at_wrap_points() {
 
 /// Every shadow times every peer index, for each size and both sides: 2^32 pops per size and
 /// side. Too slow for the default run and for CI (over 30 s a ring size in release): run it
-/// by hand. A pop that takes a buffer is made on a clone (at most `num` of the 65,536 per shadow), the others must leave the queue
-/// as it was, which the next shadow's pops would show.
+/// by hand. A pop that takes a buffer is made on a clone (at most `num` of the 65,536 per
+/// shadow), the others must leave the queue as it was, which the next shadow's pops would show.
 #[test]
 #[ignore = "2^32 pops per size and side: run by hand, in release"]
 fn full_product() {
