@@ -8,7 +8,7 @@
 //! and the remoteproc supervisor, which a firmware cannot write, and its reader is covered by
 //! the fuzz target of issue 16 item 1.
 //!
-//! Seeded and bounded: the seed is printed (`RPMSG_SCRIBBLE_SEED=N` replays it), each run makes
+//! Seeded and bounded: the seed (fixed by default, `RPMSG_SCRIBBLE_SEED=N` for another) is printed; each run makes
 //! [`WRITES`] writes one per [`PERIOD`], then up to [`JUMPS`] index jumps. Pass, for any seed:
 //! neither process dies by a signal or panics, each exits by itself or on our SIGINT (the hang
 //! guard is minutes), each error names what broke, and each prints its `--json` counters,
@@ -55,12 +55,9 @@ fn seed() -> u64 {
     let seed = std::env::var("RPMSG_SCRIBBLE_SEED")
         .ok()
         .map(|s| s.parse().expect("RPMSG_SCRIBBLE_SEED is a decimal u64"))
-        .unwrap_or_else(|| {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap();
-            t.as_nanos() as u64 ^ u64::from(std::process::id())
-        });
+        // A fixed default: the test is a gate, and the two processes' timing varies the runs
+        // anyway. Any other seed explores further by hand.
+        .unwrap_or(0x5eed_0016);
     eprintln!("scribbler seed {seed} (replay with RPMSG_SCRIBBLE_SEED={seed})");
     seed
 }
