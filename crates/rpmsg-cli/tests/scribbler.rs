@@ -8,8 +8,9 @@
 //! and the remoteproc supervisor, which a firmware cannot write, and its reader is covered by
 //! the fuzz target of issue 16 item 1.
 //!
-//! Seeded and bounded: the seed (fixed by default, `RPMSG_SCRIBBLE_SEED=N` for another) is printed; each run makes
-//! [`WRITES`] writes one per [`PERIOD`], then up to [`JUMPS`] index jumps. Pass, for any seed:
+//! Seeded and bounded: the seed is printed (fixed by default; `RPMSG_SCRIBBLE_SEED=N` picks
+//! another or replays one), each run makes [`WRITES`] writes one per [`PERIOD`], then up to
+//! [`JUMPS`] index jumps. Pass, for any seed:
 //! neither process dies by a signal or panics, each exits by itself or on our SIGINT (the hang
 //! guard is minutes), each error names what broke, and each prints its `--json` counters,
 //! which show the violation when an error names one; the jump phase makes every run end with a
