@@ -401,9 +401,9 @@ mod tests {
         let dir = scratch_dir();
         let (a, b) = pair(&dir);
         assert_eq!(a.ring(1), Rang::Sent);
-        assert_eq!(b.recv(Duration::from_secs(5)).unwrap(), Some(Some(1)));
+        assert_eq!(b.recv(Duration::from_secs(120)).unwrap(), Some(Some(1)));
         assert_eq!(b.ring(0), Rang::Sent);
-        assert_eq!(a.recv(Duration::from_secs(5)).unwrap(), Some(Some(0)));
+        assert_eq!(a.recv(Duration::from_secs(120)).unwrap(), Some(Some(0)));
         assert_eq!(
             a.recv(Duration::from_millis(10)).unwrap(),
             None,
@@ -419,10 +419,10 @@ mod tests {
         let raw = UnixDatagram::unbound().unwrap();
         raw.send_to(&[1, 2, 3], b.own_path()).unwrap();
         raw.send_to(&[1, 2, 3, 4, 5], b.own_path()).unwrap();
-        assert_eq!(b.recv(Duration::from_secs(5)).unwrap(), Some(None));
-        assert_eq!(b.recv(Duration::from_secs(5)).unwrap(), Some(None));
+        assert_eq!(b.recv(Duration::from_secs(120)).unwrap(), Some(None));
+        assert_eq!(b.recv(Duration::from_secs(120)).unwrap(), Some(None));
         assert_eq!(a.ring(7), Rang::Sent);
-        assert_eq!(b.recv(Duration::from_secs(5)).unwrap(), Some(Some(7)));
+        assert_eq!(b.recv(Duration::from_secs(120)).unwrap(), Some(Some(7)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -439,7 +439,7 @@ mod tests {
             }
         }
         assert!(coalesced);
-        assert_eq!(b.recv(Duration::from_secs(5)).unwrap(), Some(Some(1)));
+        assert_eq!(b.recv(Duration::from_secs(120)).unwrap(), Some(Some(1)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -474,7 +474,7 @@ mod tests {
         let (a, _b) = pair(&dir);
         a.poke_self();
         assert_eq!(
-            a.recv(Duration::from_secs(5)).unwrap(),
+            a.recv(Duration::from_secs(120)).unwrap(),
             Some(Some(u32::MAX))
         );
         std::fs::remove_dir_all(&dir).unwrap();

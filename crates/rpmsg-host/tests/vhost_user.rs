@@ -93,7 +93,7 @@ struct FrontEnd {
 impl FrontEnd {
     fn connect(path: &PathBuf) -> Self {
         let s = UnixStream::connect(path).expect("connect to the back-end");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(HANG_GUARD)).unwrap();
         Self {
             sock: Mutex::new(s),
             reply_ack: AtomicBool::new(false),
@@ -193,10 +193,10 @@ impl FrontEnd {
         let _ = self.sock.lock().unwrap().shutdown(std::net::Shutdown::Both);
     }
 
-    /// Whether the back-end has closed the connection (reads EOF within a second).
+    /// Whether the back-end has closed the connection (reads EOF within the hang guard).
     fn closed_by_peer(&self) -> bool {
         let mut s = self.sock.lock().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.set_read_timeout(Some(HANG_GUARD)).unwrap();
         let mut b = [0u8; 64];
         loop {
             match s.read(&mut b) {
@@ -338,7 +338,7 @@ fn driver_table(cells: &Cells) -> (SharedRegion<'_>, Config) {
     rsc.vring_offsets = [Some(VRING0), Some(VRING1)];
     rsc.pool_offset = POOL;
     let mut cfg = Config::rsc_table(Role::Driver, rsc);
-    cfg.send_timeout = Duration::from_secs(5);
+    cfg.send_timeout = HANG_GUARD;
     (table, cfg)
 }
 
@@ -525,6 +525,9 @@ impl Backend {
         let mut opts =
             DeviceOptions::new(&path).on_event(move |e| ev.lock().unwrap().push(e.clone()));
         opts.inband_notifications = inband;
+        // A loaded machine may stall either side for seconds: only a hang fails.
+        opts.io_timeout = HANG_GUARD;
+        opts.send_timeout = HANG_GUARD;
         let device = VhostUserDevice::bind(opts).expect("bind");
         assert!(path.exists(), "listening before bind returns");
         let stop = device.stop_handle();
@@ -547,14 +550,14 @@ impl Backend {
     /// Waits (bounded: a hang is a failure) for `serve` to return.
     fn finish(&self) -> Served<Result<(), Error>> {
         self.done
-            .recv_timeout(Duration::from_secs(20))
+            .recv_timeout(HANG_GUARD)
             .expect("the back-end returned (no hang)")
             .expect("serve ran")
     }
 
     fn wait_event(&self, what: &str, f: impl Fn(&Event) -> bool) {
         let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
+        while t0.elapsed() < HANG_GUARD {
             if self.events.lock().unwrap().iter().any(&f) {
                 return;
             }
@@ -615,6 +618,9 @@ fn echo_scenario(
     let calls = AtomicU64::new(0);
     std::thread::scope(|s| {
         s.spawn(|| call_thread(&driver, &fds, &stop, &calls));
+        // Stops the call thread however this scope ends: a failed assertion below must fail
+        // the test, not leave the scope waiting for that thread forever.
+        let _stop_calls = StopOnDrop(&stop);
         let eps: Vec<_> = SERVICES
             .iter()
             .map(|n| {
@@ -629,7 +635,7 @@ fn echo_scenario(
         let t0 = Instant::now();
         for ep in &eps {
             while ep.dst().unwrap().is_none() {
-                assert!(t0.elapsed() < Duration::from_secs(5), "no NS announcement");
+                assert!(t0.elapsed() < HANG_GUARD, "no NS announcement");
                 driver.poll().unwrap();
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -678,10 +684,18 @@ fn echo_scenario(
                 assert!(fe.closed_by_peer(), "stop closes the connection");
             }
         }
-        let _ = rustix::io::write(&stop, &1u64.to_le_bytes());
     });
     let served = be.finish();
     (be, served)
+}
+
+/// Signals an eventfd when dropped.
+struct StopOnDrop<'a>(&'a OwnedFd);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::io::write(self.0, &1u64.to_le_bytes());
+    }
 }
 
 fn link_down_reasons(be: &Backend) -> Vec<String> {

@@ -362,7 +362,7 @@ fn waits_for_the_node_then_says_how_to_make_it() {
         std::thread::sleep(Duration::from_millis(20));
         fs::write(n2, "").unwrap();
     });
-    wait_for_node("rpmsg1", &node, None, Duration::from_secs(10)).unwrap();
+    wait_for_node("rpmsg1", &node, None, Duration::from_secs(120)).unwrap();
     t.join().unwrap();
 }
 
@@ -580,7 +580,7 @@ fn nonblocking_mode_never_waits() {
                 b.recv(&mut buf, Timeout::Forever).unwrap();
             }
         });
-        a.send_timeout(&[1u8; 256], Timeout::After(Duration::from_secs(20)))
+        a.send_timeout(&[1u8; 256], Timeout::After(Duration::from_secs(120)))
             .unwrap();
     });
 }

@@ -54,8 +54,14 @@ fn avail_id(num: u16, k: u16) -> u16 {
 fn device_ring(r: &SharedRegion<'_>, num: u16) -> (Vring, DeviceQueue<256>) {
     let v = ring(r, num);
     for id in 0..num {
-        v.write_desc(r, id, 0x1000 + 0x10 * u64::from(id), 0x10 + u32::from(id), 0)
-            .unwrap();
+        v.write_desc(
+            r,
+            id,
+            0x1000 + 0x10 * u64::from(id),
+            0x10 + u32::from(id),
+            0,
+        )
+        .unwrap();
         r.write_u16(v.avail(avail::ring(id)), avail_id(num, id))
             .unwrap();
     }
@@ -294,7 +300,11 @@ fn full_product() {
                 if d == 0 || d > num {
                     let (a, b) = (dev.pop_avail(&r), drv.pop_used(&r2));
                     if d == 0 {
-                        assert_eq!((a, b), (Ok(None), Ok(None)), "num {num} shadow {s} idx {idx}");
+                        assert_eq!(
+                            (a, b),
+                            (Ok(None), Ok(None)),
+                            "num {num} shadow {s} idx {idx}"
+                        );
                     } else {
                         let j = jump(idx, s);
                         assert_eq!((a, b), (Err(j), Err(j)), "num {num} shadow {s} idx {idx}");

@@ -21,12 +21,12 @@ use crate::wire::vring::{
 };
 use core::fmt;
 
+#[cfg(all(test, not(loom)))]
+mod index_tests;
 #[cfg(all(test, loom))]
 mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
-#[cfg(all(test, not(loom)))]
-mod index_tests;
 
 /// A fault of the peer found in the rings. Each names the offending values.
 // A 4-byte tag: every payload then starts 4-aligned, so a violation moves between results,
