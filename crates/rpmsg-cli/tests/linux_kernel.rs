@@ -224,6 +224,9 @@ fn scenario(tag: &str, backend_args: &[&str], body: &str) -> (Outcome, HostProce
     scenario_within(tag, backend_args, body, SCENARIO_LIMIT)
 }
 
+/// The UML kernel's own crash that [`scenario_within`] boots again after.
+const UML_SEGV_PANIC: &str = "Kernel panic - not syncing: Segfault with no mm";
+
 /// [`scenario`] with its own time limit.
 fn scenario_within(
     tag: &str,
@@ -231,9 +234,22 @@ fn scenario_within(
     body: &str,
     limit: Duration,
 ) -> (Outcome, HostProcess, Stats) {
-    let scratch = Scratch::new(tag);
-    let mut b = backend(&scratch, backend_args);
-    let out = boot(&scratch, body).timeout(limit).run();
+    let mut attempt = 1;
+    let (out, mut b) = loop {
+        let scratch = Scratch::new(tag);
+        let b = backend(&scratch, backend_args);
+        let out = boot(&scratch, body).timeout(limit).run();
+        // UML 6.1 itself sometimes dies early in a run with "Segfault with no mm" (a fault in
+        // its own swapper/signal path, seen about 1 run in 4 of in_band_notifications on this
+        // kind of machine, with our back-end's doorbell suppression on or off): not a
+        // verdict on our code. Boot again, at most twice; any other panic still fails.
+        if attempt < 3 && out.find(UML_SEGV_PANIC).is_some() {
+            eprintln!("{tag}: the UML kernel panicked ({UML_SEGV_PANIC}); booting again");
+            attempt += 1;
+            continue;
+        }
+        break (out, b);
+    };
     out.assert_pass();
     out.assert_kernel_healthy();
     let s = assert_clean_end(&mut b);
