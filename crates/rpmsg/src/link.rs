@@ -1211,11 +1211,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                             self.return_rx(st, fx, id, 0)?;
                             return Ok(Next::Again);
                         }
-                        let mut cap = pool.size;
-                        // Bound by used.len when it is meaningful (wire.md 14, driver rule 4).
-                        if used_len >= HEADER_LEN as u32 && used_len < cap {
-                            cap = used_len;
-                        }
+                        // Bound by used.len (wire.md 14, driver rule 4), at least a header now.
+                        let cap = pool.size.min(used_len);
                         (id, pool.buffer(id), cap, 0)
                     }
                     Err(v) if v.breaks_ring() => {
