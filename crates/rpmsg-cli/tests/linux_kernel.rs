@@ -623,6 +623,24 @@ pass
         })
         .collect();
     recovery.sort_unstable();
+    // What the back-end saw: per unbind, vring 1 then vring 0 disabled (the session ends at the
+    // first: "link down: vring 1 disabled"); per bind, both rings set up and enabled again and
+    // a new link-up. No status write ever reaches it (virtio_uml keeps the status to itself).
+    let log = b.log();
+    let count = |needle: &str| log.matches(needle).count();
+    let cycles = usize::try_from(CYCLES).unwrap_or(usize::MAX);
+    assert!(
+        count("vring 1 disabled") >= cycles && count("vring 0 disabled") >= cycles,
+        "the back-end did not see every unbind's SET_VRING_ENABLE 0:\n{log}"
+    );
+    assert!(
+        count("link down: vring 1 disabled") >= cycles,
+        "a session did not end at the disable:\n{log}"
+    );
+    assert!(
+        count("link up") > cycles,
+        "not every bind linked up:\n{log}"
+    );
     // Each of the 21 sessions announced our two endpoints, and every round trip was echoed.
     b.wait_for_line("link up", Duration::from_secs(5));
     assert!(

@@ -235,6 +235,11 @@ pub struct Session {
     pub(crate) lost_doorbell: AtomicBool,
     pub(crate) stop_service: AtomicBool,
     closed: AtomicBool,
+    /// Driver: the rings were laid out again ([`Session::new_epoch`]) and no device has claimed
+    /// them yet (doorbell.rs section 6).
+    fresh_epoch: AtomicBool,
+    /// The rings when the service thread saw the peer go, before the link shut down.
+    end_rings: Mutex<Option<RingCounts>>,
 }
 
 impl Session {
@@ -307,12 +312,25 @@ impl Session {
     /// `wait_for_driver`), [`HostError::TooSmall`], [`HostError::NotOurs`],
     /// [`HostError::Mismatch`], [`HostError::AlreadyRunning`], [`HostError::Io`].
     pub fn attach(opts: &SessionOptions) -> Result<Self, HostError> {
+        Self::attach_until(opts, &|| false)
+    }
+
+    /// [`Session::attach`], giving up with [`HostError::Interrupted`] as soon as `stop` says so
+    /// (it is asked every few milliseconds while we wait).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::attach`], and [`HostError::Interrupted`].
+    pub fn attach_until(opts: &SessionOptions, stop: &dyn Fn() -> bool) -> Result<Self, HostError> {
         let (own, peer, _) = Self::socket_paths(opts)?;
         let start = Instant::now();
         // Wait for the file (only if asked to), then for a live driver.
         loop {
             if opts.path.exists() {
                 break;
+            }
+            if stop() {
+                return Err(HostError::Interrupted);
             }
             match opts.wait_for_file {
                 Some(w) if start.elapsed() < w => std::thread::sleep(Duration::from_millis(10)),
@@ -338,6 +356,9 @@ impl Session {
                     socket: peer,
                 });
             }
+            if stop() {
+                return Err(HostError::Interrupted);
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
         // The driver binds its socket only after its file is in place: this is the new file.
@@ -354,6 +375,10 @@ impl Session {
         }
         let socket = DoorbellSocket::bind(&own, &peer, Side::Device)?;
         file.set_pid(Side::Device, std::process::id());
+        if let Err(e) = claim_rings(&file, &peer, opts.wait_for_driver, stop) {
+            socket.unlink();
+            return Err(e);
+        }
         file.set_state(Side::Device, SideState::Ready);
         Ok(Self::assemble(
             file,
@@ -391,6 +416,8 @@ impl Session {
             lost_doorbell: AtomicBool::new(false),
             stop_service: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            fresh_epoch: AtomicBool::new(false),
+            end_rings: Mutex::new(None),
         }
     }
 
@@ -479,6 +506,48 @@ impl Session {
     /// a socket that refuses connections after that is a death.
     pub fn peer(&self) -> PeerStatus {
         let peer = self.side.peer();
+        // Doorbell.rs section 6, read before the probe.
+        let fresh = match self.side {
+            Side::Driver => {
+                let rings_for = self.file.rings_for().load(Ordering::Acquire);
+                if rings_for != 0 {
+                    self.fresh_epoch.store(false, Ordering::Relaxed);
+                    if self.file.attach_counter().load(Ordering::Acquire) != rings_for {
+                        // A newer device bound the socket: the one our rings are for is gone.
+                        // The newer one writes "ready" only once it has claimed the rings, so
+                        // the state word is still the old device's.
+                        return match self.file.state(peer) {
+                            SideState::Closed => PeerStatus::Closed,
+                            _ => PeerStatus::Died { pid: None },
+                        };
+                    }
+                }
+                rings_for == 0 && self.fresh_epoch.load(Ordering::Relaxed)
+            }
+            Side::Device => {
+                if !self.file.is_at_path() {
+                    // A new driver replaced our file (or ours removed it): ours is gone, even
+                    // if the socket at the path answers (the new driver's).
+                    return match self.file.state(peer) {
+                        SideState::Closed => PeerStatus::Closed,
+                        _ => PeerStatus::Died {
+                            pid: self.file.pid(peer),
+                        },
+                    };
+                }
+                false
+            }
+        };
+        let status = self.look(peer);
+        match status {
+            // Fresh rings nobody claimed yet: the verdict is about the previous device.
+            PeerStatus::Closed | PeerStatus::Died { .. } if fresh => PeerStatus::Waiting,
+            s => s,
+        }
+    }
+
+    /// [`Session::peer`]'s look at the socket and the state word.
+    fn look(&self, peer: Side) -> PeerStatus {
         let mut before = self.file.state(peer);
         // A peer cannot keep moving: it comes up once and leaves once. Three looks settle it.
         for _ in 0..3 {
@@ -506,6 +575,16 @@ impl Session {
     fn judge(&self, probe: Probe, state: SideState) -> PeerStatus {
         let seen = self.seen_peer.load(Ordering::Relaxed) || state == SideState::Ready;
         match probe {
+            // Driver: a device socket answers, but no device attached to this file (no pid, no
+            // state word): the device of an earlier driver's file is still there, about to
+            // leave it and attach to ours (doorbell.rs section 6). Not ours yet.
+            Probe::Alive
+                if self.side == Side::Driver
+                    && state == SideState::Absent
+                    && self.file.pid(Side::Device).is_none() =>
+            {
+                PeerStatus::Waiting
+            }
             Probe::Alive => {
                 self.seen_peer.store(true, Ordering::Relaxed);
                 PeerStatus::Alive
@@ -612,9 +691,177 @@ impl Session {
         }
     }
 
+    /// Driver side: lays the rings out again as a new epoch after the device died, closed or
+    /// was replaced (doorbell.rs section 6): zeroes the whole region, writes it out as at
+    /// creation (the resource table with status 0), clears the device's futex waiter count, and
+    /// hands the fresh rings to the next device to claim them. Takes `&mut self`, so no link of
+    /// this session exists any more: nothing of the old epoch can be delivered in the new one.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Geometry`] on the device side (the driver owns the layout) or when the
+    /// region cannot be written.
+    pub fn new_epoch(&mut self) -> Result<(), HostError> {
+        if self.side != Side::Driver {
+            return Err(HostError::Geometry(
+                "only the driver side lays out the rings; a device attaches again instead".into(),
+            ));
+        }
+        let region = self.file.region();
+        region
+            .fill(0, region.len(), 0)
+            .map_err(|e| HostError::Geometry(format!("clearing the region: {e}")))?;
+        self.geometry().write_initial(&region)?;
+        self.file.waiters(Side::Device).store(0, Ordering::SeqCst);
+        // The next device writes its pid before it claims and "ready" after: neither can
+        // be lost here, since it claims only after the store of rings-for below.
+        self.file.set_pid(Side::Device, 0);
+        self.file.set_state(Side::Device, SideState::Absent);
+        self.file
+            .word(crate::file::field::EPOCHS)
+            .fetch_add(1, Ordering::Relaxed);
+        self.seen_peer.store(false, Ordering::Relaxed);
+        self.lost_doorbell.store(false, Ordering::Relaxed);
+        self.fresh_epoch.store(true, Ordering::Relaxed);
+        *self.end_rings.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // Release: a device that reads 0 here sees the fresh rings.
+        self.file.rings_for().store(0, Ordering::Release);
+        Ok(())
+    }
+
+    /// Device side, before attaching again after its driver went: marks us closed in this
+    /// file and unlinks our socket, without [`Session::close`]'s tidying after a dead driver (a
+    /// new driver may be binding its socket or renaming its file at this very moment).
+    pub fn close_for_restart(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.stop_service.store(true, Ordering::Release);
+        self.file.set_state(self.side, SideState::Closed);
+        self.socket.unlink();
+    }
+
+    /// How many buffers each ring has out at the device now, read from the ring indices in
+    /// shared memory (see [`RingCounts`]).
+    pub fn ring_counts(&self) -> RingCounts {
+        let g = self.geometry();
+        let region = self.file.region();
+        let vrings = match g.layout {
+            LayoutKind::Lite => {
+                let (v0, v1, _) = g.lite().offsets();
+                [v0, v1]
+            }
+            LayoutKind::RscTable => g.rsc_offsets().map_or([0, 0], |o| o.vrings),
+        };
+        let ring = rpmsg::wire::vring::VringLayout::new(g.buffers, g.align as usize).ok();
+        let idx = |base: usize, off: Option<usize>| -> u16 {
+            off.and_then(|o| region.read_u16(base + o + 2).ok())
+                .unwrap_or(0)
+        };
+        let avail = |v: usize| idx(vrings[v], ring.map(|r| r.avail));
+        let used = |v: usize| idx(vrings[v], ring.map(|r| r.used));
+        let mut from_driver = avail(1).wrapping_sub(used(1));
+        // An RPMsg-Lite master pre-fills vring 1's used ring with its N transmit buffers, so
+        // there the difference runs N below ours (our driver posts nothing ahead). A count
+        // above N cannot be real: it is that offset.
+        if g.layout == LayoutKind::Lite && from_driver > g.buffers {
+            from_driver = from_driver.wrapping_add(g.buffers);
+        }
+        RingCounts {
+            at_device_to_driver: avail(0).wrapping_sub(used(0)),
+            at_device_from_driver: from_driver,
+            buffers: g.buffers,
+        }
+    }
+
+    /// The rings as the [`Service`](crate::Service) thread found them when it saw the other
+    /// side go (after taking what it had published, before our link shut down and announced
+    /// the destruction of our endpoints): `None` while the other side is there.
+    pub fn ring_counts_at_end(&self) -> Option<RingCounts> {
+        *self.end_rings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn note_end_rings(&self) {
+        *self.end_rings.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.ring_counts());
+    }
+
     /// Whether [`Session::close`] ran.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Device side of doorbell.rs section 6: takes the next attach number and waits until the
+/// rings are laid out for it (or claims fresh ones), while the driver lives.
+fn claim_rings(
+    file: &SharedFile,
+    driver_socket: &Path,
+    wait: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<u32, HostError> {
+    let counter = file.attach_counter();
+    let mut n = counter.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+    if n == 0 {
+        n = counter.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+    }
+    let rings_for = file.rings_for();
+    let start = Instant::now();
+    let mut looked = Instant::now();
+    loop {
+        let r = rings_for.load(Ordering::Acquire);
+        if r == n
+            || (r == 0
+                && rings_for
+                    .compare_exchange(0, n, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok())
+        {
+            return Ok(n);
+        }
+        if stop() {
+            return Err(HostError::Interrupted);
+        }
+        if looked.elapsed() >= Duration::from_millis(20) {
+            looked = Instant::now();
+            if file.state(Side::Driver) == SideState::Closed {
+                return Err(HostError::PeerClosed { side: Side::Driver });
+            }
+            if !matches!(doorbell::probe(driver_socket), Probe::Alive) || !file.is_at_path() {
+                return Err(HostError::PeerDied {
+                    side: Side::Driver,
+                    pid: file.pid(Side::Driver),
+                });
+            }
+            if start.elapsed() >= wait {
+                return Err(HostError::PeerSilent {
+                    side: Side::Driver,
+                    timeout_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Buffers out at the device on each ring, read from the ring indices in shared memory: what
+/// the driver made available and the device has not returned yet. Idle (no message in
+/// flight, every received buffer given back) is `at_device_from_driver == 0` and
+/// `at_device_to_driver == buffers`: every receive buffer of the driver posted, every transmit
+/// buffer returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingCounts {
+    /// The driver-to-device ring (vring 1): messages of the driver the device has not returned.
+    pub at_device_from_driver: u16,
+    /// The device-to-driver ring (vring 0): empty receive buffers of the driver the device may
+    /// fill.
+    pub at_device_to_driver: u16,
+    /// Buffers per direction.
+    pub buffers: u16,
+}
+
+impl RingCounts {
+    /// Whether the rings are idle: nothing in flight, every receive buffer posted.
+    pub fn is_idle(&self) -> bool {
+        self.at_device_from_driver == 0 && self.at_device_to_driver == self.buffers
     }
 }
 

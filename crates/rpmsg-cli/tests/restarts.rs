@@ -1,0 +1,368 @@
+//! Issue 15, scenario a: the other side killed (`kill -9`) and restarted mid-flood, 100 times,
+//! with `rpmsg echo --sessions` surviving in each role; and `rpmsg ping --reconnect` surviving
+//! the echo server's restarts.
+//!
+//! Each cycle: a pinger starts against the survivor and makes round trips until the test has
+//! seen a few of them, and is killed with SIGKILL in the middle of the next; then a second
+//! pinger makes 20 round trips and closes its session cleanly. Every reply is checked byte for
+//! byte by the pinger, and each pinger stamps its payloads with its process id and session
+//! number, so a reply from an earlier session fails it. The survivor reports every session: the
+//! clean ones must show exactly 20 messages (nothing of the killed session's traffic delivered
+//! in the next), no receive buffer held, and idle rings (nothing of the driver's at the device,
+//! every receive buffer posted). No test asserts a duration: the clock is a hang guard and the
+//! recovery times are printed as figures.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const RPMSG: &str = env!("CARGO_BIN_EXE_rpmsg");
+/// A process or line that takes longer than this is hung: the test fails.
+const GUARD: Duration = Duration::from_secs(240);
+/// Kill and restart cycles per role.
+const CYCLES: u32 = 100;
+/// Round trips of each clean pinger.
+const CLEAN: u64 = 20;
+
+/// A unique shared-memory name and socket directory for one test.
+struct Scratch {
+    name: String,
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let name = format!("rpmsg-r{}-{n}-{tag}", std::process::id());
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { name, dir }
+    }
+
+    fn shm(&self) -> PathBuf {
+        Path::new("/dev/shm").join(&self.name)
+    }
+
+    fn cmd(&self, sub: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(RPMSG);
+        c.arg(sub)
+            .arg("--shm")
+            .arg(&self.name)
+            .arg("--sock-dir")
+            .arg(&self.dir)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `cmd` with standard output and error going to files in the scratch directory.
+    fn logged(&self, sub: &str, args: &[&str], tag: &str) -> Command {
+        let mut c = self.cmd(sub, args);
+        c.stdout(std::fs::File::create(self.dir.join(format!("{tag}.out"))).unwrap())
+            .stderr(std::fs::File::create(self.dir.join(format!("{tag}.err"))).unwrap());
+        c
+    }
+
+    fn read(&self, tag: &str, ext: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{tag}.{ext}"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("logs kept in {}", self.dir.display());
+        }
+        let _ = std::fs::remove_file(self.shm());
+    }
+}
+
+/// A process whose standard output is read line by line in a thread.
+struct Lines {
+    child: Child,
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn spawn(mut c: Command) -> Self {
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let (tx, rx) = mpsc::channel();
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Self {
+            child,
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; the time it arrived.
+    fn wait_for(&mut self, needle: &str) -> Instant {
+        let start = Instant::now();
+        while start.elapsed() < GUARD {
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) => {
+                    let hit = l.contains(needle);
+                    self.seen.push(l);
+                    if hit {
+                        return Instant::now();
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let _ = self.child.kill();
+        panic!("no line with {needle:?}; output:\n{}", self.seen.join("\n"));
+    }
+
+    /// Waits for the process to exit; its status and every line it printed.
+    fn finish(mut self, what: &str) -> (std::process::ExitStatus, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            if start.elapsed() > GUARD {
+                let _ = self.child.kill();
+                panic!("{what} hung; output:\n{}", self.seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // The reader threads end at end-of-file.
+        while let Ok(l) = self.rx.recv_timeout(Duration::from_secs(10)) {
+            self.seen.push(l);
+        }
+        (status, self.seen.join("\n"))
+    }
+}
+
+/// Waits for `child` (bounded by the guard).
+fn wait_child(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if start.elapsed() > GUARD {
+            let _ = child.kill();
+            panic!("{what} hung");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// 100 cycles against `rpmsg echo --role SURVIVOR --sessions 200`: a pinger of the other role
+/// killed mid-flood, then a clean pinger of 20 round trips.
+fn survivor_outlives_killed_peers(survivor: &str, layout: &str) {
+    let s = Scratch::new(survivor);
+    let pinger = if survivor == "driver" {
+        "device"
+    } else {
+        "driver"
+    };
+    let sessions = (2 * CYCLES).to_string();
+    let mut echo_args = vec![
+        "--role",
+        survivor,
+        "--sessions",
+        &sessions,
+        "--json",
+        "--wait-for-file",
+    ];
+    let mut ping_args = vec!["--role", pinger, "--wait", "120000", "--wait-for-file"];
+    if survivor == "driver" {
+        echo_args.extend(["--layout", layout]);
+    } else {
+        ping_args.extend(["--layout", layout]);
+    }
+    let mut echo = s.logged("echo", &echo_args, "echo").spawn().unwrap();
+    let mut recovery = Vec::new();
+    for cycle in 0..CYCLES {
+        // Mid-flood: killed right after the test saw round trip K (1 to 20) come back.
+        let k = 1 + (cycle * 7) % 20;
+        let mut args = ping_args.clone();
+        args.extend(["-v", "-c", "1000000000"]);
+        let mut victim = Lines::spawn(s.cmd("ping", &args));
+        victim.wait_for(&format!("seq {k} "));
+        victim.child.kill().unwrap();
+        let killed_at = Instant::now();
+        let _ = victim.finish("killed pinger");
+        // The next pinger: its first round trip marks the survivor's recovery.
+        let mut args = ping_args.clone();
+        let clean = CLEAN.to_string();
+        args.extend(["-v", "-c", &clean]);
+        let mut next = Lines::spawn(s.cmd("ping", &args));
+        let first = next.wait_for("seq 0 ");
+        recovery.push(first - killed_at);
+        let (status, out) = next.finish("clean pinger");
+        assert!(
+            status.success() && out.contains(&format!("{CLEAN} round trips of")),
+            "cycle {cycle}: the pinger after the kill failed: {status}\n{out}\nsurvivor:\n{}",
+            s.read("echo", "err")
+        );
+    }
+    let status = wait_child(&mut echo, "echo");
+    let err = s.read("echo", "err");
+    assert!(status.success(), "survivor {survivor}: {status}\n{err}");
+    let json: serde_json::Value = serde_json::from_str(s.read("echo", "out").trim())
+        .unwrap_or_else(|e| panic!("survivor's --json: {e}\n{err}"));
+    assert_eq!(json["ok"], true, "{json}");
+    assert_eq!(json["sessions"], u64::from(2 * CYCLES), "{json}");
+    let log = json["session_log"].as_array().unwrap();
+    for (i, sess) in log.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(sess["end"], "died", "session {}: {sess}", i + 1);
+            assert!(
+                sess["messages"].as_u64() > Some(0),
+                "session {}: {sess}",
+                i + 1
+            );
+        } else {
+            // The clean session after each kill: nothing of the killed one in it, nothing
+            // lost, nothing held, idle rings.
+            assert_eq!(sess["end"], "closed", "session {}: {sess}", i + 1);
+            assert_eq!(sess["messages"], CLEAN, "session {}: {sess}", i + 1);
+            assert_eq!(sess["held"], 0, "session {}: {sess}", i + 1);
+            assert_eq!(sess["rings"]["idle"], true, "session {}: {sess}", i + 1);
+            assert_eq!(
+                sess["stats"]["peer_violations"],
+                0,
+                "session {}: {sess}",
+                i + 1
+            );
+            assert_eq!(
+                sess["stats"]["rx_unknown_dst"],
+                0,
+                "session {}: {sess}",
+                i + 1
+            );
+        }
+    }
+    let last = &log[log.len() - 1];
+    recovery.sort_unstable();
+    eprintln!(
+        "FIGURES survivor {survivor} ({layout}): {CYCLES} kill -9 cycles, recovery (kill to the next pinger's first round trip, process start included) p50 {:.1} ms, max {:.1} ms; last session: held {}, rings {}, ring epochs {}",
+        percentile(&recovery, 0.5).as_secs_f64() * 1e3,
+        percentile(&recovery, 1.0).as_secs_f64() * 1e3,
+        last["held"],
+        last["rings"],
+        json["ring_epochs"],
+    );
+}
+
+#[test]
+fn issue15_echo_driver_outlives_100_killed_devices() {
+    survivor_outlives_killed_peers("driver", "lite");
+}
+
+#[test]
+fn issue15_echo_device_outlives_100_killed_drivers() {
+    survivor_outlives_killed_peers("device", "rsc-table");
+}
+
+/// Echo servers killed and restarted under `rpmsg ping --reconnect`, 10 times.
+const PING_CYCLES: u64 = 10;
+/// Round trips per echo server.
+const PER_SERVER: u64 = 30;
+
+/// `rpmsg ping --reconnect --role SURVIVOR` makes all its round trips while the echo server
+/// (the other role) is killed mid-flood and restarted: it resumes in a new session with the
+/// round trip that was cut off, every reply checked.
+fn ping_reconnects(survivor: &str, layout: &str) {
+    let s = Scratch::new(&format!("ping-{survivor}"));
+    let server = if survivor == "driver" {
+        "device"
+    } else {
+        "driver"
+    };
+    let count = ((PING_CYCLES + 1) * PER_SERVER).to_string();
+    let mut ping_args = vec![
+        "--role",
+        survivor,
+        "--reconnect",
+        "--json",
+        "-v",
+        "-c",
+        &count,
+        "--wait-for-file",
+    ];
+    let mut echo_args = vec!["--role", server, "--wait-for-file", "--wait", "120000"];
+    if survivor == "driver" {
+        ping_args.extend(["--layout", layout]);
+    } else {
+        echo_args.extend(["--layout", layout]);
+    }
+    let mut ping = Lines::spawn(s.cmd("ping", &ping_args));
+    // Kill to the first round trip of the next session, per cycle.
+    let mut times = Vec::new();
+    let mut echo = s.cmd("echo", &echo_args).spawn().unwrap();
+    for cycle in 0..PING_CYCLES {
+        let kill_after = cycle * PER_SERVER + 10 + cycle % 7;
+        ping.wait_for(&format!("seq {kill_after} "));
+        echo.kill().unwrap();
+        let killed_at = Instant::now();
+        let _ = echo.wait();
+        echo = s.cmd("echo", &echo_args).spawn().unwrap();
+        ping.wait_for("bound \"rpmsg-echo\"");
+        let back = ping.wait_for("seq ");
+        times.push(back - killed_at);
+    }
+    // The last server lets the pinger finish.
+    let (status, out) = ping.finish("ping --reconnect");
+    let _ = echo.kill();
+    let _ = echo.wait();
+    assert!(status.success(), "ping --reconnect: {status}\n{out}");
+    let json: serde_json::Value = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no --json object:\n{out}"));
+    assert_eq!(json["ok"], true, "{json}");
+    assert_eq!(
+        json["round_trips"],
+        (PING_CYCLES + 1) * PER_SERVER,
+        "{json}"
+    );
+    assert_eq!(json["sessions"], PING_CYCLES + 1, "{json}");
+    times.sort_unstable();
+    eprintln!(
+        "FIGURES ping --reconnect as {survivor} ({layout}): {PING_CYCLES} echo servers killed, recovery (kill to the first round trip of the next session, server start included) p50 {:.1} ms, max {:.1} ms",
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        percentile(&times, 1.0).as_secs_f64() * 1e3,
+    );
+}
+
+#[test]
+fn issue15_ping_driver_reconnects_to_restarted_echo_devices() {
+    ping_reconnects("driver", "rsc-table");
+}
+
+#[test]
+fn issue15_ping_device_reconnects_to_restarted_echo_drivers() {
+    ping_reconnects("device", "lite");
+}
