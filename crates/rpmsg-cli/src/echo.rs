@@ -55,6 +55,9 @@ pub(crate) struct PingArgs {
     /// any, the link's counters); the progress lines go to standard error.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Messages in flight at a time: send this many, then take their replies (in order).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) window: u16,
     /// When the other side dies, closes or restarts, wait for it to come back (as long as
     /// --wait says; forever without it) and go on with the round trip that was cut off, in a
     /// new session, instead of failing.
@@ -259,7 +262,13 @@ pub(crate) fn ping(args: &PingArgs) -> Result<(), Failure> {
     let made = Cell::new(0u64);
     let r = run_link(
         &link,
-        |link| Ok(link.create_endpoint(EndpointConfig::new().name(&args.service)?.queue(2))?),
+        |link| {
+            Ok(link.create_endpoint(
+                EndpointConfig::new()
+                    .name(&args.service)?
+                    .queue(args.window.max(2)),
+            )?)
+        },
         |link, ep| {
             wait_up(&session, link, wait)?;
             let dst = bind_by_name(&session, link, &ep, &ns_queue, &args.service, wait)?;
@@ -269,31 +278,7 @@ pub(crate) fn ping(args: &PingArgs) -> Result<(), Failure> {
             );
             let mut rtts =
                 Vec::with_capacity(usize::try_from(args.count.min(1 << 24)).unwrap_or(0));
-            let mut out = vec![0u8; args.size];
-            let mut back = vec![0u8; mtu];
-            for i in 0..args.count {
-                fill_payload(&mut out, i, 1);
-                let t0 = Instant::now();
-                ep.send_to_timeout(dst, &out, Timeout::After(timeout))
-                    .map_err(|e| session.explain(e, timeout))?;
-                let (n, _) = ep
-                    .recv(&mut back, Timeout::After(timeout))
-                    .map_err(|e| session.explain(e, timeout))?;
-                let rtt = t0.elapsed();
-                if back.get(..n) != Some(&out[..]) {
-                    return Err(Failure::msg(mismatch(i, &out, &back[..n])));
-                }
-                made.set(i + 1);
-                if args.verbose {
-                    say(
-                        PING,
-                        format_args!("{} bytes: seq {i} time {}", n, ns(rtt.as_nanos() as f64)),
-                    );
-                }
-                if rtts.len() < rtts.capacity() {
-                    rtts.push(rtt.as_nanos() as u64);
-                }
-            }
+            round_trips(&session, &ep, dst, args, 1, &made, &mut rtts)?;
             Ok(rtts)
         },
     );
@@ -337,6 +322,57 @@ fn summary(mut rtts: Vec<u64>, size: usize, session: &Session) {
             ns(pct(1.0)),
         ),
     );
+}
+
+/// Makes ping's round trips from `made` up to `--count`, `--window` messages in flight at a
+/// time, checking every reply (in order) against what was sent; `made` counts the checked
+/// replies as they come, `rtts` gets each message's time from its send to its reply.
+fn round_trips(
+    session: &Session,
+    ep: &rpmsg::Endpoint<'_>,
+    dst: u32,
+    args: &PingArgs,
+    stamp: u32,
+    made: &Cell<u64>,
+    rtts: &mut Vec<u64>,
+) -> Result<(), Failure> {
+    let timeout = args.link.timeout();
+    let window = u64::from(args.window.max(1));
+    let mut out = vec![0u8; args.size];
+    let mut back = vec![0u8; session.geometry().payload()];
+    let mut sent_at = Vec::with_capacity(usize::from(args.window.max(1)));
+    while made.get() < args.count {
+        let first = made.get();
+        let batch = window.min(args.count - first);
+        sent_at.clear();
+        for i in first..first + batch {
+            fill_payload(&mut out, i, stamp);
+            sent_at.push(Instant::now());
+            ep.send_to_timeout(dst, &out, Timeout::After(timeout))
+                .map_err(|e| session.explain(e, timeout))?;
+        }
+        for (i, t0) in (first..first + batch).zip(sent_at.iter()) {
+            let (n, _) = ep
+                .recv(&mut back, Timeout::After(timeout))
+                .map_err(|e| session.explain(e, timeout))?;
+            let rtt = t0.elapsed();
+            fill_payload(&mut out, i, stamp);
+            if back.get(..n) != Some(&out[..]) {
+                return Err(Failure::msg(mismatch(i, &out, &back[..n])));
+            }
+            made.set(i + 1);
+            if args.verbose {
+                say(
+                    PING,
+                    format_args!("{} bytes: seq {i} time {}", n, ns(rtt.as_nanos() as f64)),
+                );
+            }
+            if rtts.len() < rtts.capacity() {
+                rtts.push(rtt.as_nanos() as u64);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Round trip `i`'s payload in session `session` of this process: the process id (4 bytes,
@@ -688,7 +724,11 @@ fn ping_one_session(
             run_link(
                 &link,
                 |link| {
-                    Ok(link.create_endpoint(EndpointConfig::new().name(&args.service)?.queue(2))?)
+                    Ok(link.create_endpoint(
+                        EndpointConfig::new()
+                            .name(&args.service)?
+                            .queue(args.window.max(2)),
+                    )?)
                 },
                 |link, ep| {
                     wait_up(session, link, wait)?;
@@ -700,37 +740,8 @@ fn ping_one_session(
                             args.service
                         ),
                     );
-                    let mut out = vec![0u8; args.size];
-                    let mut back = vec![0u8; mtu];
                     let stamp = u32::try_from(number).unwrap_or(u32::MAX);
-                    for i in progress.get()..args.count {
-                        fill_payload(&mut out, i, stamp);
-                        let t0 = Instant::now();
-                        ep.send_to_timeout(dst, &out, Timeout::After(timeout))
-                            .map_err(|e| session.explain(e, timeout))?;
-                        let (n, _) = ep
-                            .recv(&mut back, Timeout::After(timeout))
-                            .map_err(|e| session.explain(e, timeout))?;
-                        let rtt = t0.elapsed();
-                        if back.get(..n) != Some(&out[..]) {
-                            return Err(Failure::msg(mismatch(i, &out, &back[..n])));
-                        }
-                        progress.set(i + 1);
-                        if args.verbose {
-                            say(
-                                PING,
-                                format_args!(
-                                    "{} bytes: seq {i} time {}",
-                                    n,
-                                    ns(rtt.as_nanos() as f64)
-                                ),
-                            );
-                        }
-                        if rtts.len() < rtts.capacity() {
-                            rtts.push(rtt.as_nanos() as u64);
-                        }
-                    }
-                    Ok(())
+                    round_trips(session, &ep, dst, args, stamp, &progress, rtts)
                 },
             )
         });

@@ -2,9 +2,10 @@
 //! with `rpmsg echo --sessions` surviving in each role; and `rpmsg ping --reconnect` surviving
 //! the echo server's restarts.
 //!
-//! Each cycle: a pinger starts against the survivor and makes round trips until the test has
-//! seen a few of them, and is killed with SIGKILL in the middle of the next; then a second
-//! pinger makes 20 round trips and closes its session cleanly. Every reply is checked byte for
+//! Each cycle: a pinger starts against the survivor and floods it (16 buffers each way, 8
+//! messages in flight) until the test has seen a few replies, and is killed with SIGKILL in the
+//! middle of the flood; then a second pinger makes 20 round trips the same way and closes its
+//! session cleanly. Every reply is checked byte for
 //! byte by the pinger, and each pinger stamps its payloads with its process id and session
 //! number, so a reply from an earlier session fails it. The survivor reports every session: the
 //! clean ones must show exactly 20 messages (nothing of the killed session's traffic delivered
@@ -195,11 +196,13 @@ fn survivor_outlives_killed_peers(survivor: &str, layout: &str) {
         "--wait-for-file",
     ];
     let mut ping_args = vec!["--role", pinger, "--wait", "120000", "--wait-for-file"];
+    // 16 buffers each way, 8 messages in flight: the kill finds messages in both rings.
     if survivor == "driver" {
-        echo_args.extend(["--layout", layout]);
+        echo_args.extend(["--layout", layout, "--buffers", "16"]);
     } else {
-        ping_args.extend(["--layout", layout]);
+        ping_args.extend(["--layout", layout, "--buffers", "16"]);
     }
+    ping_args.extend(["--window", "8"]);
     let mut echo = s.logged("echo", &echo_args, "echo").spawn().unwrap();
     let mut recovery = Vec::new();
     for cycle in 0..CYCLES {
@@ -290,9 +293,9 @@ const PING_CYCLES: u64 = 10;
 /// Round trips per echo server.
 const PER_SERVER: u64 = 30;
 
-/// `rpmsg ping --reconnect --role SURVIVOR` makes all its round trips while the echo server
-/// (the other role) is killed mid-flood and restarted: it resumes in a new session with the
-/// round trip that was cut off, every reply checked.
+/// `rpmsg ping --reconnect --role SURVIVOR` makes all its round trips (8 in flight) while the
+/// echo server (the other role) is killed mid-flood and restarted: it resumes in a new session
+/// with the first round trip that was cut off, every reply checked.
 fn ping_reconnects(survivor: &str, layout: &str) {
     let s = Scratch::new(&format!("ping-{survivor}"));
     let server = if survivor == "driver" {
@@ -312,22 +315,29 @@ fn ping_reconnects(survivor: &str, layout: &str) {
         "--wait-for-file",
     ];
     let mut echo_args = vec!["--role", server, "--wait-for-file", "--wait", "120000"];
+    // 16 buffers each way, 8 messages in flight.
     if survivor == "driver" {
-        ping_args.extend(["--layout", layout]);
+        ping_args.extend(["--layout", layout, "--buffers", "16"]);
     } else {
-        echo_args.extend(["--layout", layout]);
+        echo_args.extend(["--layout", layout, "--buffers", "16"]);
     }
+    ping_args.extend(["--window", "8"]);
+    let server_cmd = || {
+        let mut c = s.cmd("echo", &echo_args);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    };
     let mut ping = Lines::spawn(s.cmd("ping", &ping_args));
     // Kill to the first round trip of the next session, per cycle.
     let mut times = Vec::new();
-    let mut echo = s.cmd("echo", &echo_args).spawn().unwrap();
+    let mut echo = server_cmd().spawn().unwrap();
     for cycle in 0..PING_CYCLES {
         let kill_after = cycle * PER_SERVER + 10 + cycle % 7;
         ping.wait_for(&format!("seq {kill_after} "));
         echo.kill().unwrap();
         let killed_at = Instant::now();
         let _ = echo.wait();
-        echo = s.cmd("echo", &echo_args).spawn().unwrap();
+        echo = server_cmd().spawn().unwrap();
         ping.wait_for("bound \"rpmsg-echo\"");
         let back = ping.wait_for("seq ");
         times.push(back - killed_at);
