@@ -177,16 +177,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// 100 cycles against `rpmsg echo --role SURVIVOR --sessions 200`: a pinger of the other role
-/// killed mid-flood, then a clean pinger of 20 round trips.
-fn survivor_outlives_killed_peers(survivor: &str, layout: &str) {
+/// `cycles` cycles against `rpmsg echo --role SURVIVOR --sessions 2*cycles`: a pinger of the
+/// other role killed mid-flood, then a clean pinger of 20 round trips.
+fn survivor_outlives_killed_peers(survivor: &str, layout: &str, doorbell: &str, cycles: u32) {
     let s = Scratch::new(survivor);
     let pinger = if survivor == "driver" {
         "device"
     } else {
         "driver"
     };
-    let sessions = (2 * CYCLES).to_string();
+    let sessions = (2 * cycles).to_string();
     let mut echo_args = vec![
         "--role",
         survivor,
@@ -198,14 +198,28 @@ fn survivor_outlives_killed_peers(survivor: &str, layout: &str) {
     let mut ping_args = vec!["--role", pinger, "--wait", "120000", "--wait-for-file"];
     // 16 buffers each way, 8 messages in flight: the kill finds messages in both rings.
     if survivor == "driver" {
-        echo_args.extend(["--layout", layout, "--buffers", "16"]);
+        echo_args.extend([
+            "--layout",
+            layout,
+            "--buffers",
+            "16",
+            "--doorbell",
+            doorbell,
+        ]);
     } else {
-        ping_args.extend(["--layout", layout, "--buffers", "16"]);
+        ping_args.extend([
+            "--layout",
+            layout,
+            "--buffers",
+            "16",
+            "--doorbell",
+            doorbell,
+        ]);
     }
     ping_args.extend(["--window", "8"]);
     let mut echo = s.logged("echo", &echo_args, "echo").spawn().unwrap();
     let mut recovery = Vec::new();
-    for cycle in 0..CYCLES {
+    for cycle in 0..cycles {
         // Mid-flood: killed right after the test saw round trip K (1 to 20) come back.
         let k = 1 + (cycle * 7) % 20;
         let mut args = ping_args.clone();
@@ -235,7 +249,7 @@ fn survivor_outlives_killed_peers(survivor: &str, layout: &str) {
     let json: serde_json::Value = serde_json::from_str(s.read("echo", "out").trim())
         .unwrap_or_else(|e| panic!("survivor's --json: {e}\n{err}"));
     assert_eq!(json["ok"], true, "{json}");
-    assert_eq!(json["sessions"], u64::from(2 * CYCLES), "{json}");
+    assert_eq!(json["sessions"], u64::from(2 * cycles), "{json}");
     let log = json["session_log"].as_array().unwrap();
     for (i, sess) in log.iter().enumerate() {
         if i % 2 == 0 {
@@ -269,7 +283,7 @@ fn survivor_outlives_killed_peers(survivor: &str, layout: &str) {
     let last = &log[log.len() - 1];
     recovery.sort_unstable();
     eprintln!(
-        "FIGURES survivor {survivor} ({layout}): {CYCLES} kill -9 cycles, recovery (kill to the next pinger's first round trip, process start included) p50 {:.1} ms, max {:.1} ms; last session: held {}, rings {}, ring epochs {}",
+        "FIGURES survivor {survivor} ({layout}, {doorbell} doorbell): {cycles} kill -9 cycles, recovery (kill to the next pinger's first round trip, process start included) p50 {:.1} ms, max {:.1} ms; last session: held {}, rings {}, ring epochs {}",
         percentile(&recovery, 0.5).as_secs_f64() * 1e3,
         percentile(&recovery, 1.0).as_secs_f64() * 1e3,
         last["held"],
@@ -280,12 +294,22 @@ fn survivor_outlives_killed_peers(survivor: &str, layout: &str) {
 
 #[test]
 fn issue15_echo_driver_outlives_100_killed_devices() {
-    survivor_outlives_killed_peers("driver", "lite");
+    survivor_outlives_killed_peers("driver", "lite", "socket", CYCLES);
 }
 
 #[test]
 fn issue15_echo_device_outlives_100_killed_drivers() {
-    survivor_outlives_killed_peers("device", "rsc-table");
+    survivor_outlives_killed_peers("device", "rsc-table", "socket", CYCLES);
+}
+
+/// The other doorbells, fewer cycles: a device killed asleep in `FUTEX_WAIT` leaves its waiter
+/// count behind (the driver clears it with the new epoch); busy-poll has no doorbell at all.
+#[test]
+fn issue15_futex_and_busy_poll_survivors() {
+    for doorbell in ["futex", "busy-poll"] {
+        survivor_outlives_killed_peers("driver", "rsc-table", doorbell, 10);
+        survivor_outlives_killed_peers("device", "lite", doorbell, 10);
+    }
 }
 
 /// Echo servers killed and restarted under `rpmsg ping --reconnect`, 10 times.
