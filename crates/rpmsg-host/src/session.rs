@@ -1059,4 +1059,121 @@ mod tests {
         drop(dev);
         cleanup(s);
     }
+
+    /// Options for a device attaching to `s`'s file, with its socket directory.
+    fn device_opts(s: &Session) -> SessionOptions {
+        let mut o = SessionOptions::new(s.file().path(), Side::Device);
+        o.socket_dir = s.socket().own_path().parent().unwrap().to_path_buf();
+        o.wait_for_driver = Duration::from_secs(120);
+        o
+    }
+
+    /// Issue 15, doorbell.rs section 6: a device that comes after another one used the rings
+    /// waits, touching nothing, until the driver has laid them out again; then it finds them as
+    /// new. Before, it attached at once to the rings the previous device left mid-flow.
+    #[test]
+    fn issue15_next_device_waits_for_fresh_rings() {
+        let mut s = driver("claim");
+        let opts = device_opts(&s);
+        let dev1 = Session::attach(&opts).unwrap();
+        assert_eq!(s.file().rings_for().load(Ordering::Relaxed), 1);
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        // What a session leaves in shared memory.
+        {
+            let region = s.file().region();
+            region.fill(0, region.len(), 0xa5).unwrap();
+        }
+        dev1.close_for_restart();
+        drop(dev1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let o = opts.clone();
+        let next = std::thread::spawn(move || {
+            let r = Session::attach(&o);
+            tx.send(()).unwrap();
+            r
+        });
+        let start = Instant::now();
+        while s.file().attach_counter().load(Ordering::Acquire) != 2 {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "no second attach"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Attach number 2 cannot claim rings laid out for 1.
+        assert!(rx.try_recv().is_err(), "the next device did not wait");
+        assert_eq!(s.peer(), PeerStatus::Closed, "the first device left");
+        s.new_epoch().unwrap();
+        let dev2 = next.join().unwrap().unwrap();
+        assert_eq!(s.file().rings_for().load(Ordering::Relaxed), 2);
+        assert_eq!(s.file().ring_epochs(), 1);
+        let g = s.geometry();
+        let region = s.file().region();
+        let (v0, _, pool) = g.lite().offsets();
+        for off in [v0, pool, region.len() - 1] {
+            assert_eq!(
+                region.read_u8(off).unwrap(),
+                0,
+                "byte {off:#x} of the old epoch"
+            );
+        }
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        drop(dev2);
+        cleanup(s);
+    }
+
+    /// Issue 15: after a new epoch, the previous device's stale socket is not a death (the
+    /// driver would lay the rings out again under the next device); once a device claims the
+    /// rings, its leaving is seen again.
+    #[test]
+    fn issue15_fresh_epoch_ignores_the_previous_device() {
+        let mut s = driver("fresh");
+        let mut dev = Device::of(&s);
+        dev.come_up();
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        dev.sock = None; // killed: the socket path stays, nobody listens
+        assert!(matches!(s.peer(), PeerStatus::Died { .. }));
+        s.new_epoch().unwrap();
+        assert_eq!(s.peer(), PeerStatus::Waiting);
+        let next = Session::attach(&device_opts(&s)).unwrap();
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        drop(next);
+        assert_eq!(s.peer(), PeerStatus::Closed);
+        cleanup(s);
+    }
+
+    /// Issue 15: a device socket that answers while no device attached to our file (no pid,
+    /// no state word) belongs to a device still on an earlier driver's file: not ours yet.
+    #[test]
+    fn issue15_device_of_another_file_is_not_ours() {
+        let s = driver("other");
+        let mut dev = Device::of(&s);
+        dev.sock = Some(DoorbellSocket::bind(&dev.own, &dev.peer, Side::Device).unwrap());
+        assert_eq!(s.peer(), PeerStatus::Waiting);
+        dev.file.set_pid(Side::Device, std::process::id());
+        dev.file.set_state(Side::Device, SideState::Ready);
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        drop(dev);
+        cleanup(s);
+    }
+
+    /// Issue 15: a device whose file a new driver replaced (renamed a new one over the path)
+    /// sees its driver gone, although the socket at the path answers.
+    #[test]
+    fn issue15_device_sees_its_file_replaced() {
+        let s = driver("replaced");
+        let dev = Session::attach(&device_opts(&s)).unwrap();
+        assert_eq!(dev.peer(), PeerStatus::Alive);
+        let newer = SharedFile::create(s.file().path(), s.geometry(), s.doorbell()).unwrap();
+        assert_eq!(
+            dev.peer(),
+            PeerStatus::Died {
+                pid: Some(std::process::id())
+            }
+        );
+        drop(newer);
+        dev.close_for_restart();
+        drop(dev);
+        cleanup(s);
+    }
 }
