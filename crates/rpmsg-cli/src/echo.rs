@@ -483,8 +483,11 @@ fn echo_sessions(args: &EchoArgs) -> Result<(), Failure> {
         Sessions::open_until(args.link.options(side, wait), &stop).map_err(interrupted)?;
     let mut total = 0u64;
     let mut log = Vec::new();
-    let mut last_stats;
+    let mut last_stats = rpmsg::LinkStats::default();
     let outcome = loop {
+        if let Some(sig) = crate::signal::received() {
+            break Err(Failure::signal(sig));
+        }
         let number = sessions.number();
         let end = echo_one_session(args, sessions.session(), number, wait, timeout);
         total += end.count;
@@ -632,8 +635,11 @@ fn ping_reconnect(args: &PingArgs) -> Result<(), Failure> {
     let mut made = 0u64;
     let mut rtts = Vec::with_capacity(usize::try_from(args.count.min(1 << 24)).unwrap_or(0));
     let mut log = Vec::new();
-    let mut last_stats;
+    let mut last_stats = rpmsg::LinkStats::default();
     let outcome = loop {
+        if let Some(sig) = crate::signal::received() {
+            break Err(Failure::signal(sig));
+        }
         let number = sessions.number();
         let end = ping_one_session(args, sessions.session(), number, &mut made, &mut rtts);
         last_stats = end.stats;
