@@ -641,6 +641,18 @@ pass
         count("link up") > cycles,
         "not every bind linked up:\n{log}"
     );
+    // One cycle as the back-end logged it, for the record.
+    let lines: Vec<&str> = log.lines().collect();
+    if let Some(from) = lines.iter().position(|l| l.contains("vring 1 disabled")) {
+        let to = lines[from..]
+            .iter()
+            .position(|l| l.contains("link up"))
+            .map_or(lines.len(), |n| from + n + 1);
+        eprintln!(
+            "one unbind/bind as the back-end saw it:\n{}",
+            lines[from..to].join("\n")
+        );
+    }
     // Each of the 21 sessions announced our two endpoints, and every round trip was echoed.
     b.wait_for_line("link up", Duration::from_secs(5));
     assert!(

@@ -400,3 +400,77 @@ fn issue15_ping_driver_reconnects_to_restarted_echo_devices() {
 fn issue15_ping_device_reconnects_to_restarted_echo_drivers() {
     ping_reconnects("device", "lite");
 }
+
+/// A long-running echo stopped by a signal while it waits for the next session: exits 128 + the
+/// signal, prints its JSON (every session so far), and leaves no file or socket behind.
+#[test]
+fn issue15_signal_between_sessions_ends_cleanly() {
+    for (survivor, pinger, sig, code) in [
+        ("driver", "device", "TERM", 143),
+        ("device", "driver", "INT", 130),
+    ] {
+        let s = Scratch::new(&format!("sig-{survivor}"));
+        let mut echo = s
+            .logged(
+                "echo",
+                &[
+                    "--role",
+                    survivor,
+                    "--sessions",
+                    "0",
+                    "--json",
+                    "--wait-for-file",
+                ],
+                "echo",
+            )
+            .spawn()
+            .unwrap();
+        let mut ping = s.cmd(
+            "ping",
+            &[
+                "--role",
+                pinger,
+                "-c",
+                "5",
+                "--wait-for-file",
+                "--wait",
+                "120000",
+            ],
+        );
+        ping.stdout(Stdio::null()).stderr(Stdio::null());
+        let st = ping.status().unwrap();
+        assert!(st.success(), "{survivor}: ping {st}");
+        // The first session ended; the survivor now waits for the next.
+        let start = Instant::now();
+        while !s.read("echo", "err").contains("session 1 ended") {
+            assert!(
+                start.elapsed() < GUARD,
+                "no session end:\n{}",
+                s.read("echo", "err")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let signal = if sig == "TERM" {
+            rustix::process::Signal::TERM
+        } else {
+            rustix::process::Signal::INT
+        };
+        let pid = rustix::process::Pid::from_raw(i32::try_from(echo.id()).unwrap()).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+        let st = wait_child(&mut echo, "echo");
+        let err = s.read("echo", "err");
+        assert_eq!(st.code(), Some(code), "{survivor}: {err}");
+        let json: serde_json::Value = serde_json::from_str(s.read("echo", "out").trim())
+            .unwrap_or_else(|e| panic!("{survivor}: --json: {e}\n{err}"));
+        assert_eq!(json["session_log"][0]["end"], "closed", "{json}");
+        assert_eq!(json["session_log"][0]["messages"], 5, "{json}");
+        assert!(!s.shm().exists(), "{survivor}: the file is left");
+        let socks: Vec<_> = std::fs::read_dir(&s.dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "sock"))
+            .map(|e| e.path())
+            .collect();
+        assert!(socks.is_empty(), "{survivor}: sockets left: {socks:?}");
+    }
+}
