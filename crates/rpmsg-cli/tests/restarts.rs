@@ -186,6 +186,23 @@ impl Lines {
     }
 }
 
+/// A child process killed when the test is done with it, or fails before that.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Waits for `child` (bounded by the guard).
 fn wait_child(child: &mut Child, what: &str) -> std::process::ExitStatus {
     let start = Instant::now();
@@ -245,7 +262,7 @@ fn survivor_outlives_killed_peers(survivor: &str, layout: &str, doorbell: &str, 
         ]);
     }
     ping_args.extend(["--window", "8"]);
-    let mut echo = s.logged("echo", &echo_args, "echo").spawn().unwrap();
+    let mut echo = Reaped(s.logged("echo", &echo_args, "echo").spawn().unwrap());
     let mut recovery = Vec::new();
     for cycle in 0..cycles {
         // Mid-flood: killed right after the test saw round trip K (1 to 20) come back.
@@ -271,7 +288,7 @@ fn survivor_outlives_killed_peers(survivor: &str, layout: &str, doorbell: &str, 
             s.read("echo", "err")
         );
     }
-    let status = wait_child(&mut echo, "echo");
+    let status = wait_child(&mut echo.0, "echo");
     let err = s.read("echo", "err");
     assert!(status.success(), "survivor {survivor}: {status}\n{err}");
     let json: serde_json::Value = serde_json::from_str(s.read("echo", "out").trim())
@@ -383,22 +400,21 @@ fn ping_reconnects(survivor: &str, layout: &str) {
     let mut ping = Lines::spawn(s.cmd("ping", &ping_args));
     // Kill to the first round trip of the next session, per cycle.
     let mut times = Vec::new();
-    let mut echo = server_cmd().spawn().unwrap();
+    let mut echo = Reaped(server_cmd().spawn().unwrap());
     let mut session_start = ping.wait_for_seq(0);
     for cycle in 0..PING_CYCLES {
         ping.wait_for_seq(session_start + 10 + cycle % 7);
-        echo.kill().unwrap();
+        echo.0.kill().unwrap();
         let killed_at = Instant::now();
-        let _ = echo.wait();
-        echo = server_cmd().spawn().unwrap();
+        let _ = echo.0.wait();
+        echo = Reaped(server_cmd().spawn().unwrap());
         ping.wait_for("bound \"rpmsg-echo\"");
         session_start = ping.wait_for_seq(0);
         times.push(Instant::now() - killed_at);
     }
     // The last server lets the pinger finish.
     let (status, out) = ping.finish("ping --reconnect");
-    let _ = echo.kill();
-    let _ = echo.wait();
+    drop(echo);
     assert!(status.success(), "ping --reconnect: {status}\n{out}");
     let json: serde_json::Value = out
         .lines()
@@ -435,8 +451,8 @@ fn issue15_signal_between_sessions_ends_cleanly() {
         ("device", "driver", "INT", 130),
     ] {
         let s = Scratch::new(&format!("sig-{survivor}"));
-        let mut echo = s
-            .logged(
+        let mut echo = Reaped(
+            s.logged(
                 "echo",
                 &[
                     "--role",
@@ -449,7 +465,8 @@ fn issue15_signal_between_sessions_ends_cleanly() {
                 "echo",
             )
             .spawn()
-            .unwrap();
+            .unwrap(),
+        );
         let mut ping = s.cmd(
             "ping",
             &[
@@ -480,9 +497,9 @@ fn issue15_signal_between_sessions_ends_cleanly() {
         } else {
             rustix::process::Signal::INT
         };
-        let pid = rustix::process::Pid::from_raw(i32::try_from(echo.id()).unwrap()).unwrap();
+        let pid = rustix::process::Pid::from_raw(i32::try_from(echo.0.id()).unwrap()).unwrap();
         rustix::process::kill_process(pid, signal).unwrap();
-        let st = wait_child(&mut echo, "echo");
+        let st = wait_child(&mut echo.0, "echo");
         let err = s.read("echo", "err");
         assert_eq!(st.code(), Some(code), "{survivor}: {err}");
         let json: serde_json::Value = serde_json::from_str(s.read("echo", "out").trim())
