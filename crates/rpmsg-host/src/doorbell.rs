@@ -48,8 +48,10 @@
 //!      mapped file no longer is the one at the path treats its driver as gone, even when the
 //!      socket at the path answers (that is the new driver's).
 //!
-//!    A peer that ignores these words (a C peer of sections 1 to 5) still works for one
-//!    session: the counter and rings-for stay 0.
+//!    A device that ignores these words (a C peer of sections 1 to 5) leaves the counter and
+//!    rings-for at 0. A driver tells its restarts apart by the pid word: a different non-zero
+//!    pid behind a live socket means the device it served is gone. Such a device must not read
+//!    ring indices before the driver's first kick (RPMsg-Lite's remote waits for it).
 //!
 //! The receiving side runs one thread that `recv`s datagrams and calls
 //! [`Link::handle_notify`](rpmsg::Link::handle_notify) with the id; see

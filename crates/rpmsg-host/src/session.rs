@@ -240,6 +240,8 @@ pub struct Session {
     fresh_epoch: AtomicBool,
     /// The rings when the service thread saw the peer go, before the link shut down.
     end_rings: Mutex<Option<RingCounts>>,
+    /// Driver: the device's process id when it was last seen alive in this epoch (0: none).
+    seen_pid: AtomicU32,
 }
 
 impl Session {
@@ -418,6 +420,7 @@ impl Session {
             closed: AtomicBool::new(false),
             fresh_epoch: AtomicBool::new(false),
             end_rings: Mutex::new(None),
+            seen_pid: AtomicU32::new(0),
         }
     }
 
@@ -522,7 +525,11 @@ impl Session {
                         };
                     }
                 }
-                rings_for == 0 && self.fresh_epoch.load(Ordering::Relaxed)
+                // A device that does not claim (a C peer of sections 1 to 5) is ours once
+                // seen alive in this epoch; its death after that is real.
+                rings_for == 0
+                    && self.fresh_epoch.load(Ordering::Relaxed)
+                    && !self.seen_peer.load(Ordering::Relaxed)
             }
             Side::Device => {
                 if !self.file.is_at_path() {
@@ -586,6 +593,18 @@ impl Session {
                 PeerStatus::Waiting
             }
             Probe::Alive => {
+                if self.side == Side::Driver {
+                    // Another process in the device's place since we saw it (a device that does
+                    // not claim rings, restarted between two looks): the one we served is gone.
+                    let pid = self.file.pid(Side::Device).unwrap_or(0);
+                    let before = self.seen_pid.load(Ordering::Relaxed);
+                    if before != 0 && pid != 0 && pid != before {
+                        return PeerStatus::Died { pid: Some(before) };
+                    }
+                    if pid != 0 {
+                        self.seen_pid.store(pid, Ordering::Relaxed);
+                    }
+                }
                 self.seen_peer.store(true, Ordering::Relaxed);
                 PeerStatus::Alive
             }
@@ -713,10 +732,11 @@ impl Session {
             .map_err(|e| HostError::Geometry(format!("clearing the region: {e}")))?;
         self.geometry().write_initial(&region)?;
         self.file.waiters(Side::Device).store(0, Ordering::SeqCst);
-        // The next device writes its pid before it claims and "ready" after: neither can
-        // be lost here, since it claims only after the store of rings-for below.
-        self.file.set_pid(Side::Device, 0);
+        // The next device writes "ready" only after it claimed, which it can do only after the
+        // store of rings-for below: this cannot hide it. (Its pid, written before it claims,
+        // is left alone.)
         self.file.set_state(Side::Device, SideState::Absent);
+        self.seen_pid.store(0, Ordering::Relaxed);
         self.file
             .word(crate::file::field::EPOCHS)
             .fetch_add(1, Ordering::Relaxed);
@@ -1173,6 +1193,27 @@ mod tests {
         );
         drop(newer);
         dev.close_for_restart();
+        drop(dev);
+        cleanup(s);
+    }
+
+    /// Issue 15: a device that does not claim rings (a C peer of doorbell.rs sections 1 to 5)
+    /// and was restarted between two looks is told apart by its pid word: the one we served is
+    /// gone, and after the new epoch the new one is ours.
+    #[test]
+    fn issue15_device_restarted_between_looks_is_seen_by_its_pid() {
+        let mut s = driver("pid");
+        let mut dev = Device::of(&s);
+        dev.come_up();
+        dev.file.set_pid(Side::Device, 1111);
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        // Killed, and the next process bound the socket and wrote its pid before we looked.
+        dev.sock = None;
+        dev.come_up();
+        dev.file.set_pid(Side::Device, 2222);
+        assert_eq!(s.peer(), PeerStatus::Died { pid: Some(1111) });
+        s.new_epoch().unwrap();
+        assert_eq!(s.peer(), PeerStatus::Alive);
         drop(dev);
         cleanup(s);
     }
