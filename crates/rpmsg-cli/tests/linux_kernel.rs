@@ -567,13 +567,21 @@ pass
 ///
 /// The guest prints the recovery time of each cycle (`bind` written to both devices present,
 /// from /proc/uptime: 10 ms resolution) in its `CYCLE` lines.
+///
+/// Run twice: with kick and call descriptors, and with in-band notifications.
 #[test]
 #[ignore = "needs the UML kernel (uml/build-kernel.sh); .ci/run runs them"]
 fn issue15_unbind_bind_cycles_with_the_backend_staying_up() {
+    unbind_bind_cycles("rebind", &[]);
+    unbind_bind_cycles("rebind-inband", &["--inband"]);
+}
+
+/// [`issue15_unbind_bind_cycles_with_the_backend_staying_up`] with `backend_args`.
+fn unbind_bind_cycles(tag: &str, backend_args: &[&str]) {
     const CYCLES: u32 = 20;
     let (out, mut b, s) = scenario_within(
-        "rebind",
-        &[],
+        tag,
+        backend_args,
         &format!(
             r#"
 uptime_cs() {{ read up _ < /proc/uptime; echo $(( ${{up%.*}} * 100 + 1${{up#*.}} - 100 )); }}
@@ -664,7 +672,7 @@ pass
         "echoed in the back-end's stats: {s:?}"
     );
     eprintln!(
-        "FIGURES unbind/bind: {CYCLES} cycles, recovery (bind to both devices back) p50 {} ms, max {} ms; back-end stats {s:?}",
+        "FIGURES unbind/bind ({tag}): {CYCLES} cycles, recovery (bind to both devices back) p50 {} ms, max {} ms; back-end stats {s:?}",
         recovery[recovery.len() / 2],
         recovery[recovery.len() - 1]
     );

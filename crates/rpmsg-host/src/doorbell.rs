@@ -40,7 +40,8 @@
 //!    * A driver whose device died or closed (section 5), or whose rings-for is neither 0 nor
 //!      the attach counter (a newer device took the socket, so the one the rings are for is
 //!      gone), stops using the rings, zeroes the whole region, writes it out again as it did at
-//!      creation, clears the device's futex waiter count, and stores rings-for = 0 (release).
+//!      creation, clears the device's futex waiter count and state word, and stores
+//!      rings-for = 0 (release).
 //!      Until a device claims the fresh rings, a dead or closed verdict about the socket path
 //!      is about the previous device and is not acted on. A driver reads rings-for *before* it
 //!      probes, so a claimed value means the probe saw the claimant's socket.
