@@ -507,6 +507,14 @@ impl Session {
     /// picture. Then: "closed" is a clean exit; a socket that answers is alive; a socket path
     /// that vanished after the peer was seen (or said "ready") is a clean exit too (section 5);
     /// a socket that refuses connections after that is a death.
+    ///
+    /// Restarts (section 6): a driver whose rings are claimed by an attach number older than
+    /// the latest one, or that sees another pid behind the device socket than the one it saw
+    /// alive, reports the device it served as gone; after [`Session::new_epoch`], until a
+    /// device claims the rings or is seen alive, a dead or closed verdict about the socket path
+    /// (the previous device's) is [`PeerStatus::Waiting`]; a device socket with no device
+    /// attached to our file is not ours yet. A device whose mapped file is no longer the one at
+    /// the path reports its driver as gone.
     pub fn peer(&self) -> PeerStatus {
         let peer = self.side.peer();
         // Doorbell.rs section 6, read before the probe.
