@@ -29,6 +29,30 @@
 //!    unlinks, so an observer reads the state word, probes, and reads it again: if the two
 //!    readings differ the side moved while it looked, and it looks again (see
 //!    [`Session::peer`](crate::Session::peer)).
+//! 6. **Restarts.** Either side may die and a new process take its place on the same path, any
+//!    number of times; the rings a dead peer touched are never handed to the next one as they
+//!    are. Two host-block words arbitrate (see [`file`](crate::file)): the *attach counter*
+//!    and *rings-for*, the attach number the rings are laid out for (0: fresh, unclaimed).
+//!    * A device binds its socket, then takes `n = attach counter + 1` (atomic increment,
+//!      skipping 0), then claims the rings: it may start once rings-for is `n`, or after it
+//!      changed rings-for from 0 to `n` itself (compare-and-swap). Until then it waits, and it
+//!      touches no ring.
+//!    * A driver whose device died or closed (section 5), or whose rings-for is neither 0 nor
+//!      the attach counter (a newer device took the socket, so the one the rings are for is
+//!      gone), stops using the rings, zeroes the whole region, writes it out again as it did at
+//!      creation, clears the device's futex waiter count and state word, and stores
+//!      rings-for = 0 (release).
+//!      Until a device claims the fresh rings, a dead or closed verdict about the socket path
+//!      is about the previous device and is not acted on. A driver reads rings-for *before* it
+//!      probes, so a claimed value means the probe saw the claimant's socket.
+//!    * A new driver creates a new file (a new inode, renamed over the path). A device whose
+//!      mapped file no longer is the one at the path treats its driver as gone, even when the
+//!      socket at the path answers (that is the new driver's).
+//!
+//!    A device that ignores these words (a C peer of sections 1 to 5) leaves the counter and
+//!    rings-for at 0. A driver tells its restarts apart by the pid word: a different non-zero
+//!    pid behind a live socket means the device it served is gone. Such a device must not read
+//!    ring indices before the driver's first kick (RPMsg-Lite's remote waits for it).
 //!
 //! The receiving side runs one thread that `recv`s datagrams and calls
 //! [`Link::handle_notify`](rpmsg::Link::handle_notify) with the id; see

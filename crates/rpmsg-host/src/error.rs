@@ -96,6 +96,8 @@ pub enum HostError {
         /// The timeout in milliseconds.
         timeout_ms: u64,
     },
+    /// A wait for the other side was stopped by the caller (a signal, in the CLI).
+    Interrupted,
     /// An error of the rpmsg link.
     Link(rpmsg::Error),
 }
@@ -126,6 +128,7 @@ impl HostError {
             | Self::PeerClosed { .. }
             | Self::PeerDied { .. }
             | Self::PeerSilent { .. }
+            | Self::Interrupted
             | Self::Link(_) => false,
         }
     }
@@ -146,6 +149,7 @@ impl HostError {
             | Self::Geometry(_)
             | Self::PathTooLong { .. }
             | Self::AlreadyRunning { .. }
+            | Self::Interrupted
             | Self::Link(_) => false,
         }
     }
@@ -217,6 +221,7 @@ impl fmt::Display for HostError {
                 f,
                 "the {side} side is alive but did not answer within {timeout_ms} ms; is it stopped or overloaded?"
             ),
+            Self::Interrupted => f.write_str("stopped while waiting for the other side"),
             Self::Link(e) => fmt::Display::fmt(e, f),
         }
     }

@@ -29,6 +29,9 @@
 //! | 0x038 | 4 | RPMsg-Lite `VRING_SIZE` (0: computed from buffers and alignment); since version 2 |
 //! | 0x040, 0x044 | 4 each | driver's futex doorbell word, driver's sleeping-waiter count |
 //! | 0x080, 0x084 | 4 each | device's futex doorbell word, device's sleeping-waiter count |
+//! | 0x0c0 | 4 | device attach counter: each device bumps it once its socket is bound (doorbell.rs section 6) |
+//! | 0x0c4 | 4 | rings-for: the attach number the rings are laid out for, 0 while unclaimed (section 6) |
+//! | 0x0c8 | 4 | ring epochs: how many times the driver laid the rings out again (information) |
 //! | 0x100 .. 0x240 | | baseline words (bench only), one 64-byte line each |
 //!
 //! Every field is read and written with atomic operations of its size. A C peer needs only
@@ -80,6 +83,12 @@ pub mod field {
     pub const BELL: [usize; 2] = [0x40, 0x80];
     /// Sleeping-waiter counts: driver's, device's.
     pub const WAITERS: [usize; 2] = [0x44, 0x84];
+    /// Device attach counter (doorbell.rs section 6).
+    pub const ATTACH: usize = 0xc0;
+    /// The attach number the rings are laid out for; 0: unclaimed (doorbell.rs section 6).
+    pub const RINGS_FOR: usize = 0xc4;
+    /// Times the driver laid the rings out again.
+    pub const EPOCHS: usize = 0xc8;
     /// Baseline ping-pong: the driver's word, the device's word.
     pub const RAW_PINGPONG: [usize; 2] = [0x100, 0x140];
     /// Baseline ring: head (producer), tail (consumer).
@@ -465,6 +474,21 @@ impl SharedFile {
     /// `side`'s count of threads asleep on its doorbell word.
     pub(crate) fn waiters(&self, side: Side) -> &AtomicU32 {
         self.word(field::WAITERS[side_index(side)])
+    }
+
+    /// The device attach counter (doorbell.rs section 6).
+    pub(crate) fn attach_counter(&self) -> &AtomicU32 {
+        self.word(field::ATTACH)
+    }
+
+    /// The attach number the rings are laid out for, 0 while unclaimed (doorbell.rs section 6).
+    pub(crate) fn rings_for(&self) -> &AtomicU32 {
+        self.word(field::RINGS_FOR)
+    }
+
+    /// How many times the driver laid the rings out again since it created the file.
+    pub fn ring_epochs(&self) -> u32 {
+        self.word(field::EPOCHS).load(Ordering::Relaxed)
     }
 
     /// Whether the path still names this very file (same device and inode).

@@ -10,6 +10,7 @@ pub mod port;
 pub mod raw;
 pub mod service;
 pub mod session;
+pub mod sessions;
 mod sys;
 pub mod vhost_user;
 
@@ -21,4 +22,5 @@ pub use geometry::{Geometry, LayoutKind};
 pub use port::{HostEnv, HostLink, HostPlatform, HostRawMutex};
 pub use raw::{RawPingPong, RawRing};
 pub use service::Service;
-pub use session::{DoorbellStats, GeometrySpec, PeerStatus, Session, SessionOptions};
+pub use session::{DoorbellStats, GeometrySpec, PeerStatus, RingCounts, Session, SessionOptions};
+pub use sessions::Sessions;

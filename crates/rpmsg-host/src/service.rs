@@ -111,6 +111,7 @@ fn run<const N: usize, const EPTS: usize>(link: &HostLink<'_, N, EPTS>) -> Optio
             gone = Some(status);
             // Take what the peer published before it went, then end every blocked call.
             let _ = link.poll();
+            s.note_end_rings();
             let _ = link.shutdown();
             s.wake_local();
         }

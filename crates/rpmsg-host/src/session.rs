@@ -235,6 +235,13 @@ pub struct Session {
     pub(crate) lost_doorbell: AtomicBool,
     pub(crate) stop_service: AtomicBool,
     closed: AtomicBool,
+    /// Driver: the rings were laid out again ([`Session::new_epoch`]) and no device has claimed
+    /// them yet (doorbell.rs section 6).
+    fresh_epoch: AtomicBool,
+    /// The rings when the service thread saw the peer go, before the link shut down.
+    end_rings: Mutex<Option<RingCounts>>,
+    /// Driver: the device's process id when it was last seen alive in this epoch (0: none).
+    seen_pid: AtomicU32,
 }
 
 impl Session {
@@ -307,12 +314,25 @@ impl Session {
     /// `wait_for_driver`), [`HostError::TooSmall`], [`HostError::NotOurs`],
     /// [`HostError::Mismatch`], [`HostError::AlreadyRunning`], [`HostError::Io`].
     pub fn attach(opts: &SessionOptions) -> Result<Self, HostError> {
+        Self::attach_until(opts, &|| false)
+    }
+
+    /// [`Session::attach`], giving up with [`HostError::Interrupted`] as soon as `stop` says so
+    /// (it is asked every few milliseconds while we wait).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::attach`], and [`HostError::Interrupted`].
+    pub fn attach_until(opts: &SessionOptions, stop: &dyn Fn() -> bool) -> Result<Self, HostError> {
         let (own, peer, _) = Self::socket_paths(opts)?;
         let start = Instant::now();
         // Wait for the file (only if asked to), then for a live driver.
         loop {
             if opts.path.exists() {
                 break;
+            }
+            if stop() {
+                return Err(HostError::Interrupted);
             }
             match opts.wait_for_file {
                 Some(w) if start.elapsed() < w => std::thread::sleep(Duration::from_millis(10)),
@@ -338,6 +358,9 @@ impl Session {
                     socket: peer,
                 });
             }
+            if stop() {
+                return Err(HostError::Interrupted);
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
         // The driver binds its socket only after its file is in place: this is the new file.
@@ -354,6 +377,10 @@ impl Session {
         }
         let socket = DoorbellSocket::bind(&own, &peer, Side::Device)?;
         file.set_pid(Side::Device, std::process::id());
+        if let Err(e) = claim_rings(&file, &peer, opts.wait_for_driver, stop) {
+            socket.unlink();
+            return Err(e);
+        }
         file.set_state(Side::Device, SideState::Ready);
         Ok(Self::assemble(
             file,
@@ -391,6 +418,9 @@ impl Session {
             lost_doorbell: AtomicBool::new(false),
             stop_service: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            fresh_epoch: AtomicBool::new(false),
+            end_rings: Mutex::new(None),
+            seen_pid: AtomicU32::new(0),
         }
     }
 
@@ -477,8 +507,62 @@ impl Session {
     /// picture. Then: "closed" is a clean exit; a socket that answers is alive; a socket path
     /// that vanished after the peer was seen (or said "ready") is a clean exit too (section 5);
     /// a socket that refuses connections after that is a death.
+    ///
+    /// Restarts (section 6): a driver whose rings are claimed by an attach number older than
+    /// the latest one, or that sees another pid behind the device socket than the one it saw
+    /// alive, reports the device it served as gone; after [`Session::new_epoch`], until a
+    /// device claims the rings or is seen alive, a dead or closed verdict about the socket path
+    /// (the previous device's) is [`PeerStatus::Waiting`]; a device socket with no device
+    /// attached to our file is not ours yet. A device whose mapped file is no longer the one at
+    /// the path reports its driver as gone.
     pub fn peer(&self) -> PeerStatus {
         let peer = self.side.peer();
+        // Doorbell.rs section 6, read before the probe.
+        let fresh = match self.side {
+            Side::Driver => {
+                let rings_for = self.file.rings_for().load(Ordering::Acquire);
+                if rings_for != 0 {
+                    self.fresh_epoch.store(false, Ordering::Relaxed);
+                    if self.file.attach_counter().load(Ordering::Acquire) != rings_for {
+                        // A newer device bound the socket: the one our rings are for is gone.
+                        // The newer one writes "ready" only once it has claimed the rings, so
+                        // the state word is still the old device's.
+                        return match self.file.state(peer) {
+                            SideState::Closed => PeerStatus::Closed,
+                            _ => PeerStatus::Died { pid: None },
+                        };
+                    }
+                }
+                // A device that does not claim (a C peer of sections 1 to 5) is ours once
+                // seen alive in this epoch; its death after that is real.
+                rings_for == 0
+                    && self.fresh_epoch.load(Ordering::Relaxed)
+                    && !self.seen_peer.load(Ordering::Relaxed)
+            }
+            Side::Device => {
+                if !self.file.is_at_path() {
+                    // A new driver replaced our file (or ours removed it): ours is gone, even
+                    // if the socket at the path answers (the new driver's).
+                    return match self.file.state(peer) {
+                        SideState::Closed => PeerStatus::Closed,
+                        _ => PeerStatus::Died {
+                            pid: self.file.pid(peer),
+                        },
+                    };
+                }
+                false
+            }
+        };
+        let status = self.look(peer);
+        match status {
+            // Fresh rings nobody claimed yet: the verdict is about the previous device.
+            PeerStatus::Closed | PeerStatus::Died { .. } if fresh => PeerStatus::Waiting,
+            s => s,
+        }
+    }
+
+    /// [`Session::peer`]'s look at the socket and the state word.
+    fn look(&self, peer: Side) -> PeerStatus {
         let mut before = self.file.state(peer);
         // A peer cannot keep moving: it comes up once and leaves once. Three looks settle it.
         for _ in 0..3 {
@@ -506,7 +590,29 @@ impl Session {
     fn judge(&self, probe: Probe, state: SideState) -> PeerStatus {
         let seen = self.seen_peer.load(Ordering::Relaxed) || state == SideState::Ready;
         match probe {
+            // Driver: a device socket answers, but no device attached to this file (no pid, no
+            // state word): the device of an earlier driver's file is still there, about to
+            // leave it and attach to ours (doorbell.rs section 6). Not ours yet.
+            Probe::Alive
+                if self.side == Side::Driver
+                    && state == SideState::Absent
+                    && self.file.pid(Side::Device).is_none() =>
+            {
+                PeerStatus::Waiting
+            }
             Probe::Alive => {
+                if self.side == Side::Driver {
+                    // Another process in the device's place since we saw it (a device that does
+                    // not claim rings, restarted between two looks): the one we served is gone.
+                    let pid = self.file.pid(Side::Device).unwrap_or(0);
+                    let before = self.seen_pid.load(Ordering::Relaxed);
+                    if before != 0 && pid != 0 && pid != before {
+                        return PeerStatus::Died { pid: Some(before) };
+                    }
+                    if pid != 0 {
+                        self.seen_pid.store(pid, Ordering::Relaxed);
+                    }
+                }
                 self.seen_peer.store(true, Ordering::Relaxed);
                 PeerStatus::Alive
             }
@@ -612,9 +718,178 @@ impl Session {
         }
     }
 
+    /// Driver side: lays the rings out again as a new epoch after the device died, closed or
+    /// was replaced (doorbell.rs section 6): zeroes the whole region, writes it out as at
+    /// creation (the resource table with status 0), clears the device's futex waiter count, and
+    /// hands the fresh rings to the next device to claim them. Takes `&mut self`, so no link of
+    /// this session exists any more: nothing of the old epoch can be delivered in the new one.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Geometry`] on the device side (the driver owns the layout) or when the
+    /// region cannot be written.
+    pub fn new_epoch(&mut self) -> Result<(), HostError> {
+        if self.side != Side::Driver {
+            return Err(HostError::Geometry(
+                "only the driver side lays out the rings; a device attaches again instead".into(),
+            ));
+        }
+        let region = self.file.region();
+        region
+            .fill(0, region.len(), 0)
+            .map_err(|e| HostError::Geometry(format!("clearing the region: {e}")))?;
+        self.geometry().write_initial(&region)?;
+        self.file.waiters(Side::Device).store(0, Ordering::SeqCst);
+        // The next device writes "ready" only after it claimed, which it can do only after the
+        // store of rings-for below: this cannot hide it. (Its pid, written before it claims,
+        // is left alone.)
+        self.file.set_state(Side::Device, SideState::Absent);
+        self.seen_pid.store(0, Ordering::Relaxed);
+        self.file
+            .word(crate::file::field::EPOCHS)
+            .fetch_add(1, Ordering::Relaxed);
+        self.seen_peer.store(false, Ordering::Relaxed);
+        self.lost_doorbell.store(false, Ordering::Relaxed);
+        self.fresh_epoch.store(true, Ordering::Relaxed);
+        *self.end_rings.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // Release: a device that reads 0 here sees the fresh rings.
+        self.file.rings_for().store(0, Ordering::Release);
+        Ok(())
+    }
+
+    /// Device side, before attaching again after its driver went: marks us closed in this
+    /// file and unlinks our socket, without [`Session::close`]'s tidying after a dead driver (a
+    /// new driver may be binding its socket or renaming its file at this very moment).
+    pub fn close_for_restart(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.stop_service.store(true, Ordering::Release);
+        self.file.set_state(self.side, SideState::Closed);
+        self.socket.unlink();
+    }
+
+    /// How many buffers each ring has out at the device now, read from the ring indices in
+    /// shared memory (see [`RingCounts`]).
+    pub fn ring_counts(&self) -> RingCounts {
+        let g = self.geometry();
+        let region = self.file.region();
+        let vrings = match g.layout {
+            LayoutKind::Lite => {
+                let (v0, v1, _) = g.lite().offsets();
+                [v0, v1]
+            }
+            LayoutKind::RscTable => g.rsc_offsets().map_or([0, 0], |o| o.vrings),
+        };
+        let ring = rpmsg::wire::vring::VringLayout::new(g.buffers, g.align as usize).ok();
+        let idx = |base: usize, off: Option<usize>| -> u16 {
+            off.and_then(|o| region.read_u16(base + o + 2).ok())
+                .unwrap_or(0)
+        };
+        let avail = |v: usize| idx(vrings[v], ring.map(|r| r.avail));
+        let used = |v: usize| idx(vrings[v], ring.map(|r| r.used));
+        let mut from_driver = avail(1).wrapping_sub(used(1));
+        // An RPMsg-Lite master pre-fills vring 1's used ring with its N transmit buffers, so
+        // there the difference runs N below ours (our driver posts nothing ahead). A count
+        // above N cannot be real: it is that offset.
+        if g.layout == LayoutKind::Lite && from_driver > g.buffers {
+            from_driver = from_driver.wrapping_add(g.buffers);
+        }
+        RingCounts {
+            at_device_to_driver: avail(0).wrapping_sub(used(0)),
+            at_device_from_driver: from_driver,
+            buffers: g.buffers,
+        }
+    }
+
+    /// The rings as the [`Service`](crate::Service) thread found them when it saw the other
+    /// side go (after taking what it had published, before our link shut down and announced
+    /// the destruction of our endpoints): `None` while the other side is there.
+    pub fn ring_counts_at_end(&self) -> Option<RingCounts> {
+        *self.end_rings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn note_end_rings(&self) {
+        *self.end_rings.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.ring_counts());
+    }
+
     /// Whether [`Session::close`] ran.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Device side of doorbell.rs section 6: takes the next attach number and waits until the
+/// rings are laid out for it (or claims fresh ones), while the driver lives.
+fn claim_rings(
+    file: &SharedFile,
+    driver_socket: &Path,
+    wait: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<u32, HostError> {
+    let counter = file.attach_counter();
+    let mut n = counter.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+    if n == 0 {
+        n = counter.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+    }
+    let rings_for = file.rings_for();
+    let start = Instant::now();
+    let mut looked = Instant::now();
+    loop {
+        let r = rings_for.load(Ordering::Acquire);
+        if r == n
+            || (r == 0
+                && rings_for
+                    .compare_exchange(0, n, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok())
+        {
+            return Ok(n);
+        }
+        if stop() {
+            return Err(HostError::Interrupted);
+        }
+        if looked.elapsed() >= Duration::from_millis(20) {
+            looked = Instant::now();
+            if file.state(Side::Driver) == SideState::Closed {
+                return Err(HostError::PeerClosed { side: Side::Driver });
+            }
+            if !matches!(doorbell::probe(driver_socket), Probe::Alive) || !file.is_at_path() {
+                return Err(HostError::PeerDied {
+                    side: Side::Driver,
+                    pid: file.pid(Side::Driver),
+                });
+            }
+            if start.elapsed() >= wait {
+                return Err(HostError::PeerSilent {
+                    side: Side::Driver,
+                    timeout_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Buffers out at the device on each ring, read from the ring indices in shared memory: what
+/// the driver made available and the device has not returned yet. Idle (no message in
+/// flight, every received buffer given back) is `at_device_from_driver == 0` and
+/// `at_device_to_driver == buffers`: every receive buffer of the driver posted, every transmit
+/// buffer returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingCounts {
+    /// The driver-to-device ring (vring 1): messages of the driver the device has not returned.
+    pub at_device_from_driver: u16,
+    /// The device-to-driver ring (vring 0): empty receive buffers of the driver the device may
+    /// fill.
+    pub at_device_to_driver: u16,
+    /// Buffers per direction.
+    pub buffers: u16,
+}
+
+impl RingCounts {
+    /// Whether the rings are idle: nothing in flight, every receive buffer posted.
+    pub fn is_idle(&self) -> bool {
+        self.at_device_from_driver == 0 && self.at_device_to_driver == self.buffers
     }
 }
 
@@ -808,6 +1083,144 @@ mod tests {
             matches!(status, PeerStatus::Waiting | PeerStatus::Alive),
             "a device that replaced a stale socket during the probe was judged {status:?}"
         );
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        drop(dev);
+        cleanup(s);
+    }
+
+    /// Options for a device attaching to `s`'s file, with its socket directory.
+    fn device_opts(s: &Session) -> SessionOptions {
+        let mut o = SessionOptions::new(s.file().path(), Side::Device);
+        o.socket_dir = s.socket().own_path().parent().unwrap().to_path_buf();
+        o.wait_for_driver = Duration::from_secs(120);
+        o
+    }
+
+    /// Issue 15, doorbell.rs section 6: a device that comes after another one used the rings
+    /// waits, touching nothing, until the driver has laid them out again; then it finds them as
+    /// new. Before, it attached at once to the rings the previous device left mid-flow.
+    #[test]
+    fn issue15_next_device_waits_for_fresh_rings() {
+        let mut s = driver("claim");
+        let opts = device_opts(&s);
+        let dev1 = Session::attach(&opts).unwrap();
+        assert_eq!(s.file().rings_for().load(Ordering::Relaxed), 1);
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        // What a session leaves in shared memory.
+        {
+            let region = s.file().region();
+            region.fill(0, region.len(), 0xa5).unwrap();
+        }
+        dev1.close_for_restart();
+        drop(dev1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let o = opts.clone();
+        let next = std::thread::spawn(move || {
+            let r = Session::attach(&o);
+            tx.send(()).unwrap();
+            r
+        });
+        let start = Instant::now();
+        while s.file().attach_counter().load(Ordering::Acquire) != 2 {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "no second attach"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Attach number 2 cannot claim rings laid out for 1.
+        assert!(rx.try_recv().is_err(), "the next device did not wait");
+        assert_eq!(s.peer(), PeerStatus::Closed, "the first device left");
+        s.new_epoch().unwrap();
+        let dev2 = next.join().unwrap().unwrap();
+        assert_eq!(s.file().rings_for().load(Ordering::Relaxed), 2);
+        assert_eq!(s.file().ring_epochs(), 1);
+        let g = s.geometry();
+        let region = s.file().region();
+        let (v0, _, pool) = g.lite().offsets();
+        for off in [v0, pool, region.len() - 1] {
+            assert_eq!(
+                region.read_u8(off).unwrap(),
+                0,
+                "byte {off:#x} of the old epoch"
+            );
+        }
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        drop(dev2);
+        cleanup(s);
+    }
+
+    /// Issue 15: after a new epoch, the previous device's stale socket is not a death (the
+    /// driver would lay the rings out again under the next device); once a device claims the
+    /// rings, its leaving is seen again.
+    #[test]
+    fn issue15_fresh_epoch_ignores_the_previous_device() {
+        let mut s = driver("fresh");
+        let mut dev = Device::of(&s);
+        dev.come_up();
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        dev.sock = None; // killed: the socket path stays, nobody listens
+        assert!(matches!(s.peer(), PeerStatus::Died { .. }));
+        s.new_epoch().unwrap();
+        assert_eq!(s.peer(), PeerStatus::Waiting);
+        let next = Session::attach(&device_opts(&s)).unwrap();
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        drop(next);
+        assert_eq!(s.peer(), PeerStatus::Closed);
+        cleanup(s);
+    }
+
+    /// Issue 15: a device socket that answers while no device attached to our file (no pid,
+    /// no state word) belongs to a device still on an earlier driver's file: not ours yet.
+    #[test]
+    fn issue15_device_of_another_file_is_not_ours() {
+        let s = driver("other");
+        let mut dev = Device::of(&s);
+        dev.sock = Some(DoorbellSocket::bind(&dev.own, &dev.peer, Side::Device).unwrap());
+        assert_eq!(s.peer(), PeerStatus::Waiting);
+        dev.file.set_pid(Side::Device, std::process::id());
+        dev.file.set_state(Side::Device, SideState::Ready);
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        drop(dev);
+        cleanup(s);
+    }
+
+    /// Issue 15: a device whose file a new driver replaced (renamed a new one over the path)
+    /// sees its driver gone, although the socket at the path answers.
+    #[test]
+    fn issue15_device_sees_its_file_replaced() {
+        let s = driver("replaced");
+        let dev = Session::attach(&device_opts(&s)).unwrap();
+        assert_eq!(dev.peer(), PeerStatus::Alive);
+        let newer = SharedFile::create(s.file().path(), s.geometry(), s.doorbell()).unwrap();
+        assert_eq!(
+            dev.peer(),
+            PeerStatus::Died {
+                pid: Some(std::process::id())
+            }
+        );
+        drop(newer);
+        dev.close_for_restart();
+        drop(dev);
+        cleanup(s);
+    }
+
+    /// Issue 15: a device that does not claim rings (a C peer of doorbell.rs sections 1 to 5)
+    /// and was restarted between two looks is told apart by its pid word: the one we served is
+    /// gone, and after the new epoch the new one is ours.
+    #[test]
+    fn issue15_device_restarted_between_looks_is_seen_by_its_pid() {
+        let mut s = driver("pid");
+        let mut dev = Device::of(&s);
+        dev.come_up();
+        dev.file.set_pid(Side::Device, 1111);
+        assert_eq!(s.peer(), PeerStatus::Alive);
+        // Killed, and the next process bound the socket and wrote its pid before we looked.
+        dev.sock = None;
+        dev.come_up();
+        dev.file.set_pid(Side::Device, 2222);
+        assert_eq!(s.peer(), PeerStatus::Died { pid: Some(1111) });
+        s.new_epoch().unwrap();
         assert_eq!(s.peer(), PeerStatus::Alive);
         drop(dev);
         cleanup(s);

@@ -661,6 +661,12 @@ fn echo_scenario(
             total as f64 / dt.as_secs_f64(),
             calls.load(Ordering::Relaxed)
         );
+        // The echo thread counts a message after its send returned, so the last reply can be
+        // here before its count: wait for the count (a hang guard, not a time limit).
+        let t0 = Instant::now();
+        while be.echoed.load(Ordering::Relaxed) < total && t0.elapsed() < HANG_GUARD {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert_eq!(be.echoed.load(Ordering::Relaxed), total);
         match ending {
             Ending::UmlTeardown => teardown(&fe),
