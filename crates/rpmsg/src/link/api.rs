@@ -137,6 +137,30 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 max: mtu,
             });
         }
+        // mtu <= 65,535: the header counts the payload in 16 bits.
+        let len = u16::try_from(data.len()).map_err(|_| Error::PayloadTooLarge {
+            len: data.len(),
+            max: usize::from(u16::MAX),
+        })?;
+        let hdr = RpmsgRepr {
+            src,
+            dst,
+            len,
+            flags: 0,
+        };
+        // The fast path, a buffer free now: take it, write, publish, in one critical section.
+        let sent = self.with(|st, fx| {
+            if let Some((slot, generation)) = ep {
+                st.slot_check(slot, generation)?;
+            }
+            st.send(&self.io(), fx, &hdr, data)
+        })??;
+        if sent {
+            return Ok(());
+        }
+        if timeout == Timeout::NoWait {
+            return Err(Error::NoBuffer);
+        }
         let t = self.alloc_blocking(timeout, ep)?;
         let tx = TxBuffer::new(self, t, src, dst);
         if data.len() > tx.capacity() {

@@ -36,6 +36,15 @@ pub(crate) trait LinkCore: Sync {
         max_len: usize,
         timeout: Timeout,
     ) -> Result<RxInfo, Error>;
+    /// Takes the head of the endpoint's queue, copies it into `buf` and gives the buffer
+    /// back, in one critical section: (length, source).
+    fn ep_recv_into(
+        &self,
+        slot: u8,
+        generation: u16,
+        buf: &mut [u8],
+        timeout: Timeout,
+    ) -> Result<(usize, u32), Error>;
     fn ep_pending(&self, slot: u8, generation: u16) -> Result<usize, Error>;
     fn ep_dst(&self, slot: u8, generation: u16) -> Result<u32, Error>;
     fn ep_set_dst(&self, slot: u8, generation: u16, dst: u32) -> Result<(), Error>;
@@ -96,12 +105,7 @@ impl<P: Platform, E: Environment, const N: usize, const EPTS: usize> LinkCore
     }
 
     fn drop_tx(&self, info: TxInfo) {
-        let _ = self.with(|st, _| {
-            if st.epoch == info.epoch && st.nfree < N {
-                st.free[st.nfree] = info.id;
-                st.nfree += 1;
-            }
-        });
+        let _ = self.with(|st, _| st.free_tx(&info));
     }
 
     fn ep_send(
@@ -132,6 +136,19 @@ impl<P: Platform, E: Environment, const N: usize, const EPTS: usize> LinkCore
             || self.with(|st, fx| st.recv_locked(&self.io(), fx, slot, generation, max_len))?;
         self.poll()?;
         self.wait_for(timeout, Error::NoBuffer, true, attempt)
+    }
+
+    fn ep_recv_into(
+        &self,
+        slot: u8,
+        generation: u16,
+        buf: &mut [u8],
+        timeout: Timeout,
+    ) -> Result<(usize, u32), Error> {
+        self.poll()?;
+        self.wait_for(timeout, Error::NoBuffer, true, || {
+            self.with(|st, fx| st.recv_into(&self.io(), fx, slot, generation, buf))?
+        })
     }
 
     fn ep_poll_alloc(

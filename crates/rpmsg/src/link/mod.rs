@@ -528,14 +528,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     ///
     /// As [`Link::poll`].
     pub fn handle_notify(&self, id: u32) -> Result<usize, Error> {
-        let ids = self.with_ids();
-        if id == ids[0] {
-            self.vring0_kicked.store(true, Ordering::Release);
-        }
-        let r = self.poll();
-        // Buffers may have come back without a message to dispatch: let every waiter re-check.
-        let _ = self.with(|_, fx| fx.wake = true);
-        r
+        // Buffers may have come back without a message to dispatch: every waiter re-checks.
+        self.poll_rings(Some(id))
     }
 
     /// Takes the messages the peer has published (up to four rings' worth per call): queues
@@ -551,70 +545,93 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     /// [`Error::InCallback`] from inside one of this link's callbacks (see the
     /// [module docs](self)).
     pub fn poll(&self) -> Result<usize, Error> {
+        self.poll_rings(None)
+    }
+
+    /// `poll`, and for a doorbell (`rung`: its notify id) also what `handle_notify` adds: the
+    /// vring 0 kick noted (a Lite device's link-up signal) and every waiter woken.
+    ///
+    /// One critical section takes every message that only needs queueing or dropping; the
+    /// lock is let go only to run a callback. The calling context is recorded as inside a
+    /// callback in the critical section that hands the callback out, and forgotten in the
+    /// next one (or, when there is none, in one of its own), so a callback costs no lock
+    /// round trip of its own.
+    fn poll_rings(&self, rung: Option<u32>) -> Result<usize, Error> {
         if self.in_callback() {
+            if let Some(id) = rung {
+                // No messages taken here, but the doorbell still counts.
+                let _ = self.with(|st, fx| {
+                    if id == st.notify_ids[0] {
+                        self.vring0_kicked.store(true, Ordering::Release);
+                    }
+                    fx.wake = true;
+                });
+            }
             return Err(Error::InCallback);
         }
         let mut n = 0;
         let mut was_up = None;
+        // The caller record of the callback that just ran (see `enter_callback`).
+        let mut inside: Option<Option<usize>> = None;
         // Bounded, so a peer that keeps publishing cannot keep us here: four rings' worth per
         // call; what is left waits for the next poll.
         let budget = 4 * N;
-        while n < budget {
-            // Messages that only need queueing (or dropping) are handled in one critical
-            // section; the lock is let go only to run a callback.
+        let r = loop {
+            if n >= budget {
+                break Ok(());
+            }
             let next = self.with(|st, fx| {
+                if let Some(c) = inside.take() {
+                    st.leave_callback(c);
+                    self.dispatching.fetch_sub(1, Ordering::SeqCst);
+                }
+                if let Some(id) = rung {
+                    if id == st.notify_ids[0] {
+                        self.vring0_kicked.store(true, Ordering::Release);
+                    }
+                    fx.wake = true;
+                }
                 was_up.get_or_insert(matches!(st.phase, Phase::Up));
-                loop {
+                let next = loop {
                     match st.rx_step(&self.io(), fx) {
                         Ok(Next::Again) if n + 1 < budget => n += 1,
-                        other => return other,
+                        other => break other,
                     }
+                };
+                if let Ok(Next::Callback(..) | Next::Ns(..) | Next::NsBound(..)) = next {
+                    // Counted before the context is recorded, and forgotten after:
+                    // `in_callback` never misses a recorded context.
+                    self.dispatching.fetch_add(1, Ordering::SeqCst);
+                    inside = Some(st.enter_callback(self.env.context_id()));
                 }
-            })??;
+                next
+            });
+            let next = match next {
+                Ok(Ok(next)) => next,
+                Ok(Err(e)) | Err(e) => break Err(e),
+            };
             match next {
-                Next::Idle => break,
+                Next::Idle => break Ok(()),
                 Next::Again => {}
-                Next::Callback(h, info) => {
-                    self.in_callback_run(|| h.on_message(RxBuffer::new(self, info)));
-                }
-                Next::Ns(h, a) => self.in_callback_run(|| h.on_announcement(&a)),
-                Next::NsBound(h, a, local) => self.in_callback_run(|| h.on_bound(&a, local)),
+                Next::Callback(h, info) => h.on_message(RxBuffer::new(self, info)),
+                Next::Ns(h, a) => h.on_announcement(&a),
+                Next::NsBound(h, a, local) => h.on_bound(&a, local),
             }
             n += 1;
+        };
+        if let Some(c) = inside {
+            // The loop ended right after a callback (budget spent, or the lock was busy).
+            let _ = self.with(|st, _| st.leave_callback(c));
+            self.dispatching.fetch_sub(1, Ordering::SeqCst);
         }
+        r?;
         if (was_up != Some(true) || self.announce_owed.load(Ordering::Relaxed)) && self.is_up() {
             self.flush_announcements();
         }
         Ok(n)
     }
 
-    /// Runs `f`, one of our callbacks, with the calling context marked as inside it, so that
-    /// a call back into this link from `f` that would dispatch is refused
-    /// ([`Error::InCallback`]) instead of nesting one callback per queued message.
-    fn in_callback_run(&self, f: impl FnOnce()) {
-        let me = self.env.context_id();
-        // Counted before the context is recorded, and forgotten after: `in_callback` never
-        // misses a recorded context.
-        self.dispatching.fetch_add(1, Ordering::SeqCst);
-        let slot = self.with(|st, _| {
-            let slot = st.callers.iter().position(Option::is_none);
-            match slot {
-                Some(i) => st.callers[i] = Some(me),
-                None => st.callers_overflow += 1,
-            }
-            slot
-        });
-        f();
-        if let Ok(slot) = slot {
-            let _ = self.with(|st, _| match slot {
-                Some(i) => st.callers[i] = None,
-                None => st.callers_overflow = st.callers_overflow.saturating_sub(1),
-            });
-        }
-        self.dispatching.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// Whether the caller is inside one of this link's callbacks (see `in_callback_run`).
+    /// Whether the caller is inside one of this link's callbacks (see `poll_rings`).
     fn in_callback(&self) -> bool {
         if self.dispatching.load(Ordering::SeqCst) == 0 {
             return false;

@@ -357,6 +357,25 @@ impl<P: Platform> Io<'_, '_, P> {
 }
 
 impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
+    /// Records context `me` as running one of our callbacks; what it returns goes back to
+    /// `leave_callback` when the callback is over.
+    pub(crate) fn enter_callback(&mut self, me: usize) -> Option<usize> {
+        let slot = self.callers.iter().position(Option::is_none);
+        match slot {
+            Some(i) => self.callers[i] = Some(me),
+            None => self.callers_overflow += 1,
+        }
+        slot
+    }
+
+    /// A callback recorded by `enter_callback` is over.
+    pub(crate) fn leave_callback(&mut self, slot: Option<usize>) {
+        match slot {
+            Some(i) => self.callers[i] = None,
+            None => self.callers_overflow = self.callers_overflow.saturating_sub(1),
+        }
+    }
+
     pub(crate) fn start_locked<P: Platform>(
         &mut self,
         io: &Io<'_, 'r, P>,

@@ -480,4 +480,30 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         }
         Ok(out)
     }
+
+    /// Takes the head of an endpoint's queue, copies its payload into `buf` and gives the
+    /// buffer back: a whole receive in one step. `Ok(None)` when the queue is empty.
+    pub(crate) fn recv_into<P: Platform>(
+        &mut self,
+        io: &Io<'_, 'r, P>,
+        fx: &mut Effects,
+        slot: u8,
+        generation: u16,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, u32)>, Error> {
+        let Some(info) = self.recv_locked(io, fx, slot, generation, buf.len())? else {
+            return Ok(None);
+        };
+        let n = usize::from(info.len);
+        // recv_locked refused a message longer than `buf`.
+        let r = match buf.get_mut(..n) {
+            Some(dst) => io.region.copy_out(info.offset, dst).map_err(Error::from),
+            None => Err(Error::BufferTooSmall {
+                need: n,
+                have: buf.len(),
+            }),
+        };
+        self.release(io, fx, info);
+        r.map(|()| Some((n, info.src)))
+    }
 }

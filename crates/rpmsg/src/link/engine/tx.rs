@@ -233,4 +233,43 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         self.stats.tx_messages = self.stats.tx_messages.wrapping_add(1);
         Ok(())
     }
+
+    /// A whole send in one step: takes a free buffer, writes `data` and `hdr` into it and
+    /// publishes it. `Ok(false)` when no buffer is free now; on an error the buffer taken
+    /// stays ours (free for the next send).
+    pub(crate) fn send<P: Platform>(
+        &mut self,
+        io: &Io<'_, 'r, P>,
+        fx: &mut Effects,
+        hdr: &RpmsgRepr,
+        data: &[u8],
+    ) -> Result<bool, Error> {
+        let Some(t) = self.try_alloc(io, fx)? else {
+            return Ok(false);
+        };
+        let r = if data.len() > t.cap {
+            Err(Error::PayloadTooLarge {
+                len: data.len(),
+                max: t.cap,
+            })
+        } else {
+            io.region
+                .copy_in(t.offset + HEADER_LEN, data)
+                .map_err(Error::from)
+                .and_then(|()| self.publish(io, fx, &t, hdr))
+        };
+        if r.is_err() {
+            self.free_tx(&t);
+        }
+        r.map(|()| true)
+    }
+
+    /// A transmit buffer taken and not sent goes back to the free list (not one of an
+    /// earlier session: that buffer went with it).
+    pub(crate) fn free_tx(&mut self, t: &TxInfo) {
+        if self.epoch == t.epoch && self.nfree < N {
+            self.free[self.nfree] = t.id;
+            self.nfree += 1;
+        }
+    }
 }
