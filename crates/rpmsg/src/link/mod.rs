@@ -592,6 +592,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     fx.wake = true;
                 }
                 was_up.get_or_insert(matches!(st.phase, Phase::Up));
+                // Device: is the driver there yet, or gone? Asked once per critical section,
+                // not per message (with a resource table it reads the status byte).
+                st.check_device_up(&self.io(), fx)?;
                 let next = loop {
                     match st.rx_step(&self.io(), fx) {
                         Ok(Next::Again) if n + 1 < budget => n += 1,

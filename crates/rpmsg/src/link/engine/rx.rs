@@ -14,12 +14,15 @@ use crate::wire::rpmsg::{HEADER_LEN, RPMSG_ADDR_ANY, RPMSG_NS_ADDR, RpmsgRepr};
 use crate::wire::vring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 
 impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
+    /// Takes one message from the peer's ring (or moves the parked one on), checks it and
+    /// dispatches it: queued or dropped here, or handed back as a callback for the shell to
+    /// run without the lock. The shell asks `check_device_up` once per critical section
+    /// before its first step, not per message.
     pub(crate) fn rx_step<P: Platform>(
         &mut self,
         io: &Io<'_, 'r, P>,
         fx: &mut Effects,
     ) -> Result<Next<'r>, Error> {
-        self.check_device_up(io, fx)?;
         match self.phase {
             Phase::Up => {}
             Phase::Down | Phase::Broken(_) => return Err(phase_error(self.phase)),
