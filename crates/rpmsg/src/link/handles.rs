@@ -145,7 +145,20 @@ impl<P: Platform, E: Environment, const N: usize, const EPTS: usize> LinkCore
         buf: &mut [u8],
         timeout: Timeout,
     ) -> Result<(usize, u32), Error> {
-        self.poll()?;
+        // The first look is part of the poll: its last critical section takes our message.
+        let mut first = None;
+        self.poll_rings(
+            None,
+            Some(&mut |st, fx| {
+                first = Some(st.recv_into(&self.io(), fx, slot, generation, buf));
+            }),
+        )?;
+        match first {
+            Some(Ok(Some(got))) => return Ok(got),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(None)) if timeout == Timeout::NoWait => return Err(Error::NoBuffer),
+            _ => {}
+        }
         self.wait_for(timeout, Error::NoBuffer, true, || {
             self.with(|st, fx| st.recv_into(&self.io(), fx, slot, generation, buf))?
         })
