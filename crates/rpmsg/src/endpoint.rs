@@ -305,16 +305,8 @@ impl<'l> Endpoint<'l> {
     ///
     /// [`Error::BufferTooSmall`], and as [`Endpoint::recv_zero_copy`].
     pub fn recv(&self, buf: &mut [u8], timeout: Timeout) -> Result<(usize, u32), Error> {
-        let info = self
-            .link
-            .ep_recv(self.slot, self.generation, buf.len(), timeout)?;
-        let msg = RxBuffer::new(self.link, info);
-        let n = msg.len();
-        let dst = buf
-            .get_mut(..n)
-            .ok_or(Error::BufferTooSmall { need: n, have: 0 })?;
-        msg.read(0, dst)?;
-        Ok((n, msg.src()))
+        self.link
+            .ep_recv_into(self.slot, self.generation, buf, timeout)
     }
 
     /// Messages waiting in this endpoint's queue.

@@ -506,6 +506,48 @@ impl<const N: usize> DriverQueue<N> {
         // Acquire: the element and the buffer are read after the index that published them;
         // pairs with the device's release before its `used.idx` store.
         fence::acquire();
+        self.take_used(r).map(Some)
+    }
+
+    /// Takes every descriptor the device has returned by now, reading `used.idx` once (a
+    /// batch costs one read of that contended line, not one per entry): `f(id, used.len)` for
+    /// each, in ring order. `Ok(n)`: how many. A bad element is consumed and reported as
+    /// [`DriverQueue::pop_used`] does, ending the batch (call again for the rest); an index
+    /// that ran ahead by more than `num` is reported without consuming anything.
+    ///
+    /// # Errors
+    ///
+    /// The [`Violation`] found.
+    pub fn pop_used_all(
+        &mut self,
+        r: &SharedRegion<'_>,
+        mut f: impl FnMut(u16, u32),
+    ) -> Result<u16, Violation> {
+        let idx = self.ring.used_idx(r)?;
+        let pending = idx.wrapping_sub(self.last_used);
+        if pending > self.ring.num() {
+            return Err(Violation::IndexJump {
+                idx,
+                shadow: self.last_used,
+                num: self.ring.num(),
+            });
+        }
+        if pending == 0 {
+            return Ok(0);
+        }
+        // Acquire: every element up to `idx`, and its buffer, is read after the index that
+        // published it; pairs with the device's release before its `used.idx` store.
+        fence::acquire();
+        for _ in 0..pending {
+            let (id, len) = self.take_used(r)?;
+            f(id, len);
+        }
+        Ok(pending)
+    }
+
+    /// Reads and checks the element at `last_used`, which the caller saw published (after
+    /// the acquire fence), and consumes it.
+    fn take_used(&mut self, r: &SharedRegion<'_>) -> Result<(u16, u32), Violation> {
         let slot = self.last_used & self.ring.mask();
         // The element's id and len, with one bounds check.
         let [id, len] = r.read_words(self.ring.used(used::id(slot)))?;
@@ -523,7 +565,7 @@ impl<const N: usize> DriverQueue<N> {
             return Err(Violation::NotOutstanding { id: id16 });
         }
         self.out.set(id16, false);
-        Ok(Some((id16, len)))
+        Ok((id16, len))
     }
 }
 
