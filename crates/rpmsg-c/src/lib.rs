@@ -847,46 +847,60 @@ unsafe extern "C" {
 ///
 /// `dev` is live and `st` its state; nothing else uses the instance any more.
 unsafe fn teardown(dev: *mut Instance, st: &State) {
-    let _ = st.link.shutdown();
+    // The interrupt path first: from here on a doorbell finds a dead virtqueue.
     // SAFETY: `dev` is live (contract).
-    let ids = unsafe { [(*dev).vq[0].vq_queue_index, (*dev).vq[1].vq_queue_index] };
+    let ids = unsafe {
+        (*dev).vq[0].live = 0;
+        (*dev).vq[1].live = 0;
+        [(*dev).vq[0].vq_queue_index, (*dev).vq[1].vq_queue_index]
+    };
     for id in ids {
         // SAFETY: the vectors registered at init.
         unsafe { platform_deinit_interrupt(id) };
         set_vector(id, false);
     }
-    // Give back held and allocated buffers, free endpoint contexts the glue allocated.
-    let (held, epts) = st.tables.lock(|t| {
-        let mut t = t.borrow_mut();
-        for e in t.tx.iter_mut() {
-            *e = None;
-        }
-        let mut held: [Option<HeldRx>; MAX_BUFFERS] = [const { None }; MAX_BUFFERS];
-        for (d, s) in held.iter_mut().zip(t.held.iter_mut()) {
-            *d = s.take().map(|(_, h)| h);
-        }
-        let epts = t.epts;
-        t.epts = [None; MAX_ENDPOINTS];
-        if !t.ns.is_null() {
-            // SAFETY: the bound context is live until unbound (here).
-            unsafe { (*t.ns).live = 0 };
-            t.ns = ptr::null_mut();
-        }
-        (held, epts)
+    // Give back held and allocated buffers; free the contexts the glue allocated.
+    let (held, tx, epts, ns) = st.api(dev, |st| {
+        let _ = st.link.shutdown();
+        st.tables.lock(|t| {
+            let mut t = t.borrow_mut();
+            let mut held: [Option<HeldRx>; MAX_BUFFERS] = [const { None }; MAX_BUFFERS];
+            for (d, s) in held.iter_mut().zip(t.held.iter_mut()) {
+                *d = s.take().map(|(_, h)| h);
+            }
+            let mut tx: [Option<TxBuffer<'static>>; MAX_BUFFERS] = [const { None }; MAX_BUFFERS];
+            for (d, s) in tx.iter_mut().zip(t.tx.iter_mut()) {
+                *d = s.take().map(|(_, b)| b);
+            }
+            let epts = t.epts;
+            t.epts = [None; MAX_ENDPOINTS];
+            let ns = core::mem::replace(&mut t.ns, ptr::null_mut());
+            (held, tx, epts, ns)
+        })
     });
-    for h in held.into_iter().flatten() {
-        let _ = st.link.release_held(h);
-    }
+    st.api(dev, |st| {
+        drop(tx);
+        for h in held.into_iter().flatten() {
+            let _ = st.link.release_held(h);
+        }
+    });
     for (ctx, _) in epts.into_iter().flatten() {
-        // SAFETY: contexts in the table are live; the glue allocated those marked so.
+        // SAFETY: contexts in the table were live; the glue allocated those marked so.
         unsafe { free_ept(ctx) };
+    }
+    if !ns.is_null() {
+        // SAFETY: the bound context is live until unbound, which is now.
+        unsafe {
+            (*ns).live = 0;
+            if (*ns).flags & 1 != 0 {
+                env_free_memory(ns.cast());
+            }
+        }
     }
     // SAFETY: `dev` is live; after this nothing refers to the state.
     unsafe {
         ptr::write_volatile(&raw mut (*dev).live, 0);
         ptr::write_volatile(&raw mut (*dev).link_state, 0);
-        (*dev).vq[0].live = 0;
-        (*dev).vq[1].live = 0;
         (*dev).rl_endpoints = ptr::null_mut();
         let stp = (*dev).state;
         (*dev).state = ptr::null_mut();
@@ -941,10 +955,10 @@ pub unsafe extern "C" fn rpmsg_lite_deinit(dev: *mut Instance) -> i32 {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rpmsg_lite_is_link_up(dev: *mut Instance) -> u32 {
     match state(dev) {
-        Some(st) => {
+        Some(st) => st.api(dev, |st| {
             update_link_state(dev, st);
             u32::from(st.link.is_up())
-        }
+        }),
         None => 0,
     }
 }
@@ -958,7 +972,7 @@ pub unsafe extern "C" fn rpmsg_lite_is_link_up(dev: *mut Instance) -> u32 {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rpmsg_lite_wait_for_link_up(dev: *mut Instance, timeout: u32) -> u32 {
     let Some(st) = state(dev) else { return 0 };
-    update_link_state(dev, st);
+    st.api(dev, |st| update_link_state(dev, st));
     // SAFETY: live; the environment polls `link_state` or waits for `env_tx_callback`.
     unsafe { env_wait_for_link_up(&raw mut (*dev).link_state, (*dev).link_id, timeout) }
 }
@@ -1016,7 +1030,7 @@ pub unsafe extern "C" fn rpmsg_c_create_ept(
     if ctx.is_null() {
         return ptr::null_mut();
     }
-    if st.find_ept(ctx.cast()).is_some() {
+    if st.api(dev, |st| st.find_ept(ctx.cast()).is_some()) {
         return ptr::null_mut();
     }
     let handler: &'static Dispatch = &st.rx;
@@ -1151,12 +1165,11 @@ pub unsafe extern "C" fn rpmsg_lite_send(
     if size as usize > st.payload {
         return RL_ERR_BUFF_SIZE;
     }
-    let Some(src) = st.find_ept(ept) else {
-        return RL_ERR_PARAM;
+    let src = match st.api(dev, |st| (st.find_ept(ept), st.link.is_up())) {
+        (None, _) => return RL_ERR_PARAM,
+        (Some(_), false) => return RL_NOT_READY,
+        (Some(a), true) => a,
     };
-    if !st.link.is_up() {
-        return RL_NOT_READY;
-    }
     // SAFETY: `data` points to `size` readable bytes (RPMsg-Lite's contract) that are not
     // shared memory the peer writes.
     let bytes = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), size as usize) };
@@ -1187,10 +1200,9 @@ pub unsafe extern "C" fn rpmsg_lite_alloc_tx_buffer(
     let Some(st) = state(dev) else {
         return ptr::null_mut();
     };
-    if !st.link.is_up() {
-        return ptr::null_mut();
-    }
-    let Some(src) = st.any_endpoint_addr() else {
+    let Some(src) = st.api(dev, |st| {
+        st.link.is_up().then(|| st.any_endpoint_addr()).flatten()
+    }) else {
         return ptr::null_mut();
     };
     let r = st.retry(dev, timeout, |st| {
@@ -1247,7 +1259,7 @@ pub unsafe extern "C" fn rpmsg_lite_send_nocopy(
     if size as usize > st.payload {
         return RL_ERR_BUFF_SIZE;
     }
-    let Some(src) = st.find_ept(ept) else {
+    let Some(src) = st.api(dev, |st| st.find_ept(ept)) else {
         return RL_ERR_PARAM;
     };
     let Some(off) = (data as usize).checked_sub(st.base) else {
@@ -1426,7 +1438,7 @@ pub unsafe extern "C" fn rpmsg_ns_announce(
     if ept.is_null() || name.is_null() {
         return RL_ERR_PARAM;
     }
-    let Some(addr) = st.find_ept(ept) else {
+    let Some(addr) = st.api(dev, |st| st.find_ept(ept)) else {
         return RL_ERR_PARAM;
     };
     let mut buf = [0u8; 32];
