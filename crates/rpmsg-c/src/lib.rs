@@ -1330,6 +1330,39 @@ pub unsafe extern "C" fn rpmsg_lite_release_rx_buffer(
     })
 }
 
+/// Gives back a transmit buffer from `rpmsg_lite_alloc_tx_buffer` without sending it (what the
+/// NXP RTOS layer's `rpmsg_rtos_recv_nocopy_free` does with a transmit buffer). RPMsg-Lite has
+/// no such call; `RL_ERR_PARAM` for a pointer that is not an outstanding buffer of `dev`.
+///
+/// # Safety
+///
+/// `txbuf` is only used as a number.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rpmsg_c_release_tx_buffer(dev: *mut Instance, txbuf: *mut c_void) -> i32 {
+    let Some(st) = state(dev) else {
+        return RL_ERR_PARAM;
+    };
+    let Some(off) = (txbuf as usize).checked_sub(st.base) else {
+        return RL_ERR_PARAM;
+    };
+    st.api(dev, |st| {
+        let tx = st.tables.lock(|t| {
+            let mut t = t.borrow_mut();
+            let e =
+                t.tx.iter_mut()
+                    .find(|e| matches!(e, Some((o, _)) if *o == off))?;
+            e.take().map(|(_, b)| b)
+        });
+        match tx {
+            Some(b) => {
+                drop(b);
+                RL_SUCCESS
+            }
+            None => RL_ERR_PARAM,
+        }
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Name service
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-//! The C API from C: `tests/c/capi_app.c` built with the system C compiler (`cc`) against
+//! The C API from C: `tests/c/capi_app.c` (RPMsg-Lite's API) and `tests/c/rtos_app.c` (the
+//! NXP RTOS layer, `src/c/rpmsg_rtos.c`) built with the system C compiler (`cc`) against
 //! `include/`, the glue file and `librpmsg_c.a`, in several configurations (dynamic and static
 //! API, RPMsg-Lite's default geometry, 256 buffers of 1,000 bytes, 4 of 64), and run as two
 //! processes over rpmsg-rs's shared-memory file and doorbell sockets: against the Rust `rpmsg`
@@ -48,6 +49,12 @@ fn cli() -> PathBuf {
 
 /// Builds `capi_app` with these `-D` definitions into `target/<profile>/capi/<name>`.
 fn build(name: &str, defines: &[&str]) -> PathBuf {
+    build_program(name, "capi_app.c", &[], defines)
+}
+
+/// Builds `tests/c/<program>` with the glue file, `extra` library sources and these `-D`
+/// definitions into `target/<profile>/capi/<name>`.
+fn build_program(name: &str, program: &str, extra: &[&str], defines: &[&str]) -> PathBuf {
     let archive = target_dir().join("librpmsg_c.a");
     assert!(
         archive.exists(),
@@ -69,9 +76,10 @@ fn build(name: &str, defines: &[&str]) -> PathBuf {
         .arg(m.join("tests/c"))
         .arg("-o")
         .arg(&out)
-        .arg(m.join("tests/c/capi_app.c"))
+        .arg(m.join("tests/c").join(program))
         .arg(m.join("tests/c/host_port.c"))
         .arg(m.join("src/c/rpmsg_c_glue.c"))
+        .args(extra.iter().map(|e| m.join(e)))
         .arg(&archive)
         .args(["-lpthread", "-ldl", "-lm"]);
     let o = cmd.output().expect("run the C compiler (cc)");
@@ -377,5 +385,74 @@ fn other_geometries_from_rpmsg_config() {
         stdout(&ping).contains("ok 65 round trips"),
         "{}",
         stdout(&ping)
+    );
+}
+
+fn rtos(bin: &Path, role: &str, dir: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.arg(role).arg(dir.join("shm")).arg(dir);
+    c
+}
+
+#[test]
+fn rtos_layer_both_roles_against_c_and_the_rust_cli() {
+    // The default channel is the CLI's echo service, so the RTOS layer meets the Rust side too.
+    let name = "RPMSG_RTOS_CHANNEL_NAME=\"rpmsg-echo\"";
+    let extra = &["src/c/rpmsg_rtos.c"];
+    let dynamic = build_program(
+        "rtos_dyn",
+        "rtos_app.c",
+        extra,
+        &["RL_USE_STATIC_API=0", name],
+    );
+    let stat = build_program(
+        "rtos_static",
+        "rtos_app.c",
+        extra,
+        &["RL_USE_STATIC_API=1", name],
+    );
+
+    // C and C: the master's deinit withdraws the channel and the remote sees it.
+    let dir = scratch();
+    let (remote, master) = pair(
+        &mut rtos(&stat, "remote", &dir),
+        &mut rtos(&dynamic, "master", &dir),
+        ("RTOS remote (static)", "RTOS master (dynamic)"),
+    );
+    assert!(
+        stdout(&master).contains("ok master 497 round trips"),
+        "{}",
+        stdout(&master)
+    );
+    assert!(
+        stdout(&remote).contains("echoed 497 messages, then the master withdrew the channel"),
+        "{}",
+        stdout(&remote)
+    );
+
+    // RTOS master against the Rust echo device.
+    let dir = scratch();
+    let (_, master) = pair(
+        &mut rust("echo", "device", &dir, &["--wait-for-file"]),
+        &mut rtos(&stat, "master", &dir),
+        ("rpmsg echo --role device", "RTOS master (static)"),
+    );
+    assert!(
+        stdout(&master).contains("ok master 497 round trips"),
+        "{}",
+        stdout(&master)
+    );
+
+    // The Rust driver pings the RTOS remote.
+    let dir = scratch();
+    let (remote, _) = pair(
+        &mut rtos(&dynamic, "remote", &dir),
+        &mut rust("ping", "driver", &dir, &["--count", "300", "--size", "200"]),
+        ("RTOS remote (dynamic)", "rpmsg ping --role driver"),
+    );
+    assert!(
+        stdout(&remote).contains("echoed 300 messages"),
+        "{}",
+        stdout(&remote)
     );
 }
