@@ -26,6 +26,25 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The archive cargo built for this test run: `deps/librpmsg_c-<hash>.a` (only `cargo build`
+/// copies it to `target/<profile>/librpmsg_c.a`, so that copy may be stale), the newest if
+/// several builds left one.
+fn archive() -> PathBuf {
+    let deps = target_dir().join("deps");
+    std::fs::read_dir(&deps)
+        .expect("read target/<profile>/deps")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("librpmsg_c-") && n.ends_with(".a")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, p)| p)
+        .expect("no librpmsg_c-*.a in target/<profile>/deps: cargo builds it with this test")
+}
+
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -55,12 +74,7 @@ fn build(name: &str, defines: &[&str]) -> PathBuf {
 /// Builds `tests/c/<program>` with the glue file, `extra` library sources and these `-D`
 /// definitions into `target/<profile>/capi/<name>`.
 fn build_program(name: &str, program: &str, extra: &[&str], defines: &[&str]) -> PathBuf {
-    let archive = target_dir().join("librpmsg_c.a");
-    assert!(
-        archive.exists(),
-        "no {} (cargo builds it with this test)",
-        archive.display()
-    );
+    let archive = archive();
     let out_dir = target_dir().join("capi");
     std::fs::create_dir_all(&out_dir).expect("create target/<profile>/capi");
     let out = out_dir.join(name);
