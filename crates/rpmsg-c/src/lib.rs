@@ -360,14 +360,28 @@ unsafe impl RawMutex for IrqLock {
     const INIT: Self = Self;
 
     fn lock<R>(&self, f: impl FnOnce() -> R) -> R {
-        let mask = vectors_snapshot();
-        // SAFETY: the project's interrupt masking, any registered vector id.
-        for_each_vector(&mask, |v| unsafe { env_disable_interrupt(v) });
+        let mask = mask_vectors();
         let r = f();
-        // SAFETY: as above; the same vectors, so every disable is paired.
-        for_each_vector(&mask, |v| unsafe { env_enable_interrupt(v) });
+        unmask_vectors(&mask);
         r
     }
+}
+
+/// Masks the doorbell vector of every live instance; returns which (one out-of-line copy for
+/// every use of the lock, for flash).
+#[inline(never)]
+fn mask_vectors() -> [u32; 4] {
+    let mask = vectors_snapshot();
+    // SAFETY: the project's interrupt masking, any registered vector id.
+    for_each_vector(&mask, |v| unsafe { env_disable_interrupt(v) });
+    mask
+}
+
+/// Unmasks what `mask_vectors` masked, so every disable is paired.
+#[inline(never)]
+fn unmask_vectors(mask: &[u32; 4]) {
+    // SAFETY: the project's interrupt masking, the vectors masked before.
+    for_each_vector(mask, |v| unsafe { env_enable_interrupt(v) });
 }
 
 /// The environment as the core sees it. The library makes only non-blocking calls into the
@@ -444,8 +458,9 @@ impl Service {
 
 /// The instance's Rust state, placed in `Instance::storage`.
 pub struct State {
-    link: CLink,
+    // Declared (so dropped) before the link: its buffers and tokens give themselves back to it.
     tables: Mutex<IrqLock, RefCell<Tables>>,
+    link: CLink,
     rx: Dispatch,
     ns: NsDispatch,
     base: usize,
@@ -498,8 +513,7 @@ impl NsHandler for NsDispatch {
         // SAFETY: as `Dispatch`.
         let st = unsafe { &*self.state };
         let svc = Service::new(a);
-        let ns = st.tables.lock(|t| {
-            let mut t = t.borrow_mut();
+        let ns = st.tab(|t| {
             for e in t.services.iter_mut() {
                 if matches!(e, Some(s) if s.name == svc.name) {
                     *e = None;
@@ -516,7 +530,7 @@ impl NsHandler for NsDispatch {
             NsKind::Create => 0,
             NsKind::Destroy => 1,
         };
-        call_ns(ns, &svc, flags);
+        call_ns(ns.unwrap_or(ptr::null_mut()), &svc, flags);
     }
 }
 
@@ -536,17 +550,23 @@ fn call_ns(ns: *mut CNs, svc: &Service, flags: u32) {
 }
 
 impl State {
+    /// The tables under the lock. `None` only if a context this one interrupted holds them,
+    /// which the lock rules out; never a panic.
+    fn tab<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> Option<R> {
+        self.tables
+            .lock(|t| t.try_borrow_mut().ok().map(|mut t| f(&mut t)))
+    }
+
     fn deliver(&self, msg: RxBuffer<'_>) {
         let dst = msg.dst();
-        let ctx = self.tables.lock(|t| {
-            t.borrow()
-                .epts
+        let ctx = self.tab(|t| {
+            t.epts
                 .iter()
                 .flatten()
                 .find(|(_, a)| *a == dst)
                 .map(|(c, _)| *c)
         });
-        let Some(ctx) = ctx else { return };
+        let Some(ctx) = ctx.flatten() else { return };
         // SAFETY: a context in the table is live until `rpmsg_lite_destroy_ept` removes it.
         let (cb, priv_) = unsafe { ((*ctx).ept.rx_cb, (*ctx).ept.rx_cb_data) };
         let Some(cb) = cb else { return };
@@ -557,21 +577,13 @@ impl State {
         // shared memory, its length and source, the endpoint's data pointer.
         let keep = unsafe { cb(ptr, len, msg.src(), priv_) } == RL_HOLD;
         if keep {
-            let held = msg.into_held();
-            let left = self.tables.lock(|t| {
-                let mut t = t.borrow_mut();
-                match t.held.iter_mut().find(|e| e.is_none()) {
-                    Some(slot) => {
-                        *slot = Some((off, held));
-                        None
-                    }
-                    None => {
-                        t.held_overflow += 1;
-                        Some(held)
-                    }
-                }
+            let mut held = Some(msg.into_held());
+            self.tab(|t| match t.held.iter_mut().find(|e| e.is_none()) {
+                Some(slot) => *slot = held.take().map(|h| (off, h)),
+                None => t.held_overflow += 1,
             });
-            if let Some(h) = left {
+            // No room to keep it: it goes back to the peer now.
+            if let Some(h) = held {
                 let _ = self.link.release_held(h);
             }
         }
@@ -621,19 +633,26 @@ impl State {
     }
 
     fn find_ept(&self, ept: *mut CEpt) -> Option<u32> {
-        self.tables.lock(|t| {
-            t.borrow()
-                .epts
+        self.tab(|t| {
+            t.epts
                 .iter()
                 .flatten()
                 .find(|(c, _)| ptr::eq(c.cast::<CEpt>(), ept))
                 .map(|(_, a)| *a)
         })
+        .flatten()
     }
 
     fn any_endpoint_addr(&self) -> Option<u32> {
-        self.tables
-            .lock(|t| t.borrow().epts.iter().flatten().map(|(_, a)| *a).next())
+        self.tables.lock(|t| {
+            t.try_borrow()
+                .ok()?
+                .epts
+                .iter()
+                .flatten()
+                .map(|(_, a)| *a)
+                .next()
+        })
     }
 }
 
@@ -769,7 +788,12 @@ pub unsafe extern "C" fn rpmsg_c_init(
         unsafe { env_deinit() };
         return ptr::null_mut();
     }
-    let ids = link.notify_ids();
+    // RPMsg-Lite's vector ids, RL_GET_VQ_ID(link_id, q). Not `Link::notify_ids`, which says
+    // so only once the link is started, while the interrupts must be in place before.
+    let Some(base_id) = link_id.checked_mul(2).filter(|b| *b < 128) else {
+        return ptr::null_mut();
+    };
+    let ids = [base_id, base_id | 1];
     // SAFETY: `dev` is writable; every field is written before the instance is marked live.
     unsafe {
         let stp = (&raw mut (*dev).storage).cast::<State>();
@@ -860,10 +884,9 @@ unsafe fn teardown(dev: *mut Instance, st: &State) {
         set_vector(id, false);
     }
     // Give back held and allocated buffers; free the contexts the glue allocated.
-    let (held, tx, epts, ns) = st.api(dev, |st| {
+    let taken = st.api(dev, |st| {
         let _ = st.link.shutdown();
-        st.tables.lock(|t| {
-            let mut t = t.borrow_mut();
+        st.tab(|t| {
             let mut held: [Option<HeldRx>; MAX_BUFFERS] = [const { None }; MAX_BUFFERS];
             for (d, s) in held.iter_mut().zip(t.held.iter_mut()) {
                 *d = s.take().map(|(_, h)| h);
@@ -878,6 +901,14 @@ unsafe fn teardown(dev: *mut Instance, st: &State) {
             (held, tx, epts, ns)
         })
     });
+    // `None` cannot happen (nothing else runs under the lock); the state's drop below, tables
+    // before link, would then give the buffers back.
+    let (held, tx, epts, ns) = taken.unwrap_or((
+        [const { None }; MAX_BUFFERS],
+        [const { None }; MAX_BUFFERS],
+        [None; MAX_ENDPOINTS],
+        ptr::null_mut(),
+    ));
     st.api(dev, |st| {
         drop(tx);
         for h in held.into_iter().flatten() {
@@ -1041,17 +1072,14 @@ pub unsafe extern "C" fn rpmsg_c_create_ept(
     let r = st.api(dev, |st| {
         let ep = st.link.create_endpoint(cfg)?;
         let a = ep.addr();
-        let slot_free = st.tables.lock(|t| {
-            let mut t = t.borrow_mut();
-            match t.epts.iter_mut().find(|e| e.is_none()) {
-                Some(s) => {
-                    *s = Some((ctx, a));
-                    true
-                }
-                None => false,
+        let slot_free = st.tab(|t| match t.epts.iter_mut().find(|e| e.is_none()) {
+            Some(s) => {
+                *s = Some((ctx, a));
+                true
             }
+            None => false,
         });
-        if !slot_free {
+        if slot_free != Some(true) {
             let _ = ep.destroy();
             return Err(Error::TooManyEndpoints {
                 capacity: MAX_ENDPOINTS,
@@ -1101,15 +1129,14 @@ pub unsafe extern "C" fn rpmsg_lite_destroy_ept(dev: *mut Instance, ept: *mut CE
     }
     let ctx = ept.cast::<CEptContext>();
     let r = st.api(dev, |st| {
-        let found = st.tables.lock(|t| {
-            let mut t = t.borrow_mut();
+        let found = st.tab(|t| {
             let e = t
                 .epts
                 .iter_mut()
                 .find(|e| matches!(e, Some((c, _)) if ptr::eq(*c, ctx)))?;
             e.take().map(|(_, a)| a)
         });
-        let a = found.ok_or(Error::EndpointDestroyed)?;
+        let a = found.flatten().ok_or(Error::EndpointDestroyed)?;
         st.link.endpoint(a).and_then(|ep| ep.destroy())
     });
     if let Err(e) = r {
@@ -1212,16 +1239,14 @@ pub unsafe extern "C" fn rpmsg_lite_alloc_tx_buffer(
         let tx: TxBuffer<'static> = unsafe { core::mem::transmute::<TxBuffer<'_>, _>(tx) };
         let off = tx.payload_offset();
         let cap = tx.capacity();
-        st.tables.lock(|t| {
-            let mut t = t.borrow_mut();
-            match t.tx.iter_mut().find(|e| e.is_none()) {
-                Some(s) => {
-                    *s = Some((off, tx));
-                    Ok((off, cap))
-                }
-                None => Err(Error::NoBuffer),
+        st.tab(|t| match t.tx.iter_mut().find(|e| e.is_none()) {
+            Some(s) => {
+                *s = Some((off, tx));
+                Ok((off, cap))
             }
+            None => Err(Error::NoBuffer),
         })
+        .unwrap_or(Err(Error::Busy))
     });
     match r {
         Ok((off, cap)) => {
@@ -1266,22 +1291,22 @@ pub unsafe extern "C" fn rpmsg_lite_send_nocopy(
         return RL_ERR_PARAM;
     };
     st.api(dev, |st| {
-        let tx = st.tables.lock(|t| {
-            let mut t = t.borrow_mut();
+        let tx = st.tab(|t| {
             let e =
                 t.tx.iter_mut()
                     .find(|e| matches!(e, Some((o, _)) if *o == off))?;
             e.take().map(|(_, b)| b)
         });
-        let Some(tx) = tx else { return RL_ERR_PARAM };
+        let Some(tx) = tx.flatten() else {
+            return RL_ERR_PARAM;
+        };
         match tx.send_offchannel(src, dst, size as usize) {
             Ok(()) => RL_SUCCESS,
             Err(e) => {
                 let c = code(e.error);
                 let buf = e.into_inner();
                 // The buffer stays the caller's, as in RPMsg-Lite.
-                st.tables.lock(|t| {
-                    let mut t = t.borrow_mut();
+                st.tab(|t| {
                     if let Some(s) = t.tx.iter_mut().find(|e| e.is_none()) {
                         *s = Some((off, buf));
                     }
@@ -1312,15 +1337,14 @@ pub unsafe extern "C" fn rpmsg_lite_release_rx_buffer(
         return RL_ERR_PARAM;
     };
     st.api(dev, |st| {
-        let h = st.tables.lock(|t| {
-            let mut t = t.borrow_mut();
+        let h = st.tab(|t| {
             let e = t
                 .held
                 .iter_mut()
                 .find(|e| matches!(e, Some((o, _)) if *o == off))?;
             e.take().map(|(_, h)| h)
         });
-        match h {
+        match h.flatten() {
             Some(h) => match st.link.release_held(h) {
                 Ok(()) => RL_SUCCESS,
                 Err(e) => code(e.error),
@@ -1346,14 +1370,13 @@ pub unsafe extern "C" fn rpmsg_c_release_tx_buffer(dev: *mut Instance, txbuf: *m
         return RL_ERR_PARAM;
     };
     st.api(dev, |st| {
-        let tx = st.tables.lock(|t| {
-            let mut t = t.borrow_mut();
+        let tx = st.tab(|t| {
             let e =
                 t.tx.iter_mut()
                     .find(|e| matches!(e, Some((o, _)) if *o == off))?;
             e.take().map(|(_, b)| b)
         });
-        match tx {
+        match tx.flatten() {
             Some(b) => {
                 drop(b);
                 RL_SUCCESS
@@ -1388,8 +1411,7 @@ pub unsafe extern "C" fn rpmsg_c_ns_bind(
         return ptr::null_mut();
     }
     let bound = st.api(dev, |st| {
-        st.tables.lock(|t| {
-            let mut t = t.borrow_mut();
+        st.tab(|t| {
             if !t.ns.is_null() {
                 return None;
             }
@@ -1407,7 +1429,7 @@ pub unsafe extern "C" fn rpmsg_c_ns_bind(
             Some(t.services)
         })
     });
-    let Some(services) = bound else {
+    let Some(services) = bound.flatten() else {
         return ptr::null_mut();
     };
     // What the peer announced before this binding, as if it arrived now.
@@ -1431,8 +1453,7 @@ pub unsafe extern "C" fn rpmsg_ns_unbind(dev: *mut Instance, handle: *mut CNs) -
         return RL_ERR_PARAM;
     }
     let ok = st.api(dev, |st| {
-        st.tables.lock(|t| {
-            let mut t = t.borrow_mut();
+        st.tab(|t| {
             if !ptr::eq(t.ns, handle) {
                 return false;
             }
@@ -1440,7 +1461,7 @@ pub unsafe extern "C" fn rpmsg_ns_unbind(dev: *mut Instance, handle: *mut CNs) -
             true
         })
     });
-    if !ok {
+    if ok != Some(true) {
         return RL_ERR_PARAM;
     }
     // SAFETY: it was the bound context; it is ours to retire.
@@ -1478,7 +1499,7 @@ pub unsafe extern "C" fn rpmsg_ns_announce(
     let mut n = 0;
     while n < buf.len() {
         // SAFETY: NUL-terminated (contract); we stop at the NUL or after 32 bytes.
-        let c = unsafe { name.add(n).read() } as u8;
+        let c = unsafe { name.cast::<u8>().add(n).read() };
         if c == 0 {
             break;
         }
@@ -1500,6 +1521,35 @@ pub unsafe extern "C" fn rpmsg_ns_announce(
     }) {
         Ok(()) => RL_SUCCESS,
         Err(e) => code(e),
+    }
+}
+
+/// critical-section for Cortex-M (the core takes it once per `Link::new`): interrupts off,
+/// restored to what they were.
+#[cfg(all(target_os = "none", target_arch = "arm"))]
+mod primask {
+    struct Primask;
+    critical_section::set_impl!(Primask);
+
+    // SAFETY: with interrupts masked (PRIMASK) nothing else runs on a single-core
+    // microcontroller; release restores the state acquire found, so sections nest.
+    unsafe impl critical_section::Impl for Primask {
+        unsafe fn acquire() -> bool {
+            let primask: u32;
+            // SAFETY: reading PRIMASK and masking interrupts have no memory effects.
+            unsafe {
+                core::arch::asm!("mrs {}, PRIMASK", out(reg) primask, options(nomem, nostack, preserves_flags));
+                core::arch::asm!("cpsid i", options(nostack, preserves_flags));
+            }
+            primask & 1 == 0
+        }
+
+        unsafe fn release(was_enabled: bool) {
+            if was_enabled {
+                // SAFETY: unmasks what acquire masked.
+                unsafe { core::arch::asm!("cpsie i", options(nostack, preserves_flags)) };
+            }
+        }
     }
 }
 
