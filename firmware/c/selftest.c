@@ -91,7 +91,7 @@ int main(void)
 
     struct rpmsg_lite_instance *m = rpmsg_lite_master_init(shm, SHM_LEN, 0, RL_NO_FLAGS, &m_ctx);
     check(m == &m_ctx && rpmsg_lite_is_link_up(m) == 1, "master init on link 0: up at once");
-    struct rpmsg_lite_instance *r = rpmsg_lite_remote_init(shm, 1, RL_NO_FLAGS, &r_ctx);
+    struct rpmsg_lite_instance *r = rpmsg_lite_remote_init(shm, 1, RL_C_LATE_REMOTE, &r_ctx);
     check(r == &r_ctx, "remote init on link 1");
     check(rpmsg_lite_wait_for_link_up(r, 1000) == 1, "remote link-up (the master kicked before it listened)");
     if (m == RL_NULL || r == RL_NULL)
@@ -207,7 +207,7 @@ int main(void)
     check(rpmsg_lite_deinit(r) == RL_SUCCESS && rpmsg_lite_deinit(m) == RL_SUCCESS, "deinit both");
     check(rpmsg_lite_deinit(m) == RL_ERR_PARAM && rpmsg_lite_is_link_up(m) == 0, "deinit twice: RL_ERR_PARAM, link down");
     m = rpmsg_lite_master_init(shm, SHM_LEN, 0, RL_NO_FLAGS, &m_ctx);
-    r = rpmsg_lite_remote_init(shm, 1, RL_NO_FLAGS, &r_ctx);
+    r = rpmsg_lite_remote_init(shm, 1, RL_C_LATE_REMOTE, &r_ctx);
     check(m != RL_NULL && r != RL_NULL && rpmsg_lite_wait_for_link_up(r, 1000) == 1 &&
               rpmsg_lite_deinit(r) == RL_SUCCESS && rpmsg_lite_deinit(m) == RL_SUCCESS,
           "init and deinit again");

@@ -72,6 +72,12 @@ extern "C" {
 #define RL_ALREADY_DONE  (RL_ERRORS_BASE - 8)
 
 #define RL_NO_FLAGS (0U)
+/* rpmsg-c only, for rpmsg_lite_remote_init: if the master has already initialised the shared
+ * memory (its kick came before this remote listened), come up at once instead of waiting for a
+ * kick that will not come. Leave it out when the shared memory may still hold the rings of an
+ * earlier session (a remote re-initialised while its master restarts): they look the same.
+ * Without it the remote waits for the master's kick, as RPMsg-Lite's does. */
+#define RL_C_LATE_REMOTE (0x100U)
 
 struct rpmsg_hdr_reserved
 {
@@ -163,7 +169,8 @@ struct rpmsg_lite_instance *rpmsg_lite_master_init(void *shmem_addr,
 #endif
 
 /* Remote (virtio device): attaches to the layout the master writes at shmem_addr. The link
- * comes up when the master's kick arrives (or at once if it already initialised). */
+ * comes up when the master's kick arrives (with RL_C_LATE_REMOTE in init_flags, also at once if
+ * the master already initialised). */
 #if defined(RL_USE_STATIC_API) && (RL_USE_STATIC_API == 1)
 struct rpmsg_lite_instance *rpmsg_lite_remote_init(void *shmem_addr,
                                                    uint32_t link_id,

@@ -48,6 +48,12 @@ extern "C" {
 #define RPMSG_RTOS_SEND_TIMEOUT_MS (15000U)
 #endif
 
+/* rpmsg_lite_remote_init's flags for the remote (RL_C_LATE_REMOTE: come up even if the
+ * master kicked before this side listened). */
+#ifndef RPMSG_RTOS_REMOTE_INIT_FLAGS
+#define RPMSG_RTOS_REMOTE_INIT_FLAGS (RL_NO_FLAGS)
+#endif
+
 /* How long rpmsg_rtos_init waits for the link and the default channel (RL_BLOCK: for ever). */
 #ifndef RPMSG_RTOS_INIT_TIMEOUT_MS
 #define RPMSG_RTOS_INIT_TIMEOUT_MS (RL_BLOCK)

@@ -89,6 +89,9 @@ pub const RL_ERR_BUFF_SIZE: i32 = RL_ERRORS_BASE - 2;
 pub const RL_ERR_PARAM: i32 = RL_ERRORS_BASE - 3;
 /// `RL_NOT_READY`: the link is not up (or went down).
 pub const RL_NOT_READY: i32 = RL_ERRORS_BASE - 7;
+/// `RL_C_LATE_REMOTE`: a `rpmsg_lite_remote_init` flag of this library: come up at once if the
+/// master initialised the shared memory before this remote listened (its kick was missed).
+pub const RL_C_LATE_REMOTE: u32 = 0x100;
 /// `RL_HOLD`: an rx callback keeps the buffer.
 pub const RL_HOLD: i32 = 1;
 /// `RL_BLOCK` as a 32-bit timeout (`~0UL` truncated on 64-bit hosts).
@@ -263,6 +266,9 @@ const EPT_ALLOCATED: u32 = 1;
 #[derive(Debug)]
 pub struct CPlatform {
     map: CMap,
+    /// Master only: vring 0's notify id, rung once (the kick that ends init) and then no more.
+    quiet_vring0: Option<u32>,
+    kicked: core::sync::atomic::AtomicBool,
 }
 
 /// Address translation through `env_map_vatopa` / `env_map_patova`, checked against the region.
@@ -299,6 +305,14 @@ impl Platform for CPlatform {
     }
 
     fn notify(&self, id: u32) {
+        // An RPMsg-Lite master rings vring 0 once, at the end of init, and never for the
+        // receive buffers it gives back (RL_ALLOW_CONSUMED_BUFFERS_NOTIFICATION 0): a remote
+        // takes a vring 0 kick as "the master is (re)initialised", and one arriving between two
+        // sessions would bring a re-initialised remote up on the old session's rings. Remotes
+        // look for buffers in the ring when they need one.
+        if self.quiet_vring0 == Some(id) && self.kicked.swap(true, Ordering::AcqRel) {
+            return;
+        }
         // SAFETY: the project's doorbell; any vector id of this link.
         unsafe { platform_notify(id) }
     }
@@ -643,6 +657,11 @@ impl State {
         .flatten()
     }
 
+    fn has_endpoint_addr(&self, addr: u32) -> bool {
+        self.tab(|t| t.epts.iter().flatten().any(|(_, a)| *a == addr))
+            .unwrap_or(false)
+    }
+
     fn any_endpoint_addr(&self) -> Option<u32> {
         self.tables.lock(|t| {
             t.try_borrow()
@@ -719,7 +738,6 @@ pub unsafe extern "C" fn rpmsg_c_init(
     lock_ctx: *mut c_void,
     allocated: u32,
 ) -> *mut Instance {
-    let _ = flags;
     if dev.is_null() || shmem.is_null() {
         return ptr::null_mut();
     }
@@ -767,6 +785,8 @@ pub unsafe extern "C" fn rpmsg_c_init(
     let interval = g.ms_per_interval.max(1);
     let platform = CPlatform {
         map: CMap { base, len },
+        quiet_vring0: (master != 0).then_some(link_id.wrapping_mul(2)),
+        kicked: core::sync::atomic::AtomicBool::new(false),
     };
     let env = CEnv {
         ms: AtomicU32::new(0),
@@ -845,8 +865,10 @@ pub unsafe extern "C" fn rpmsg_c_init(
             env_disable_interrupt(id);
         }
         let started = st.link.start();
-        if started.is_ok() && master == 0 {
-            // A master that kicked before we listened is seen by its ring (no messages yet).
+        if started.is_ok() && master == 0 && flags & RL_C_LATE_REMOTE != 0 {
+            // Asked for: a master that kicked before we listened is seen by its rings. Not by
+            // default: rings a previous session left behind look the same (RPMsg-Lite's remote
+            // waits for the kick).
             let _ = st.link.poll();
         }
         for id in ids {
@@ -1065,12 +1087,28 @@ pub unsafe extern "C" fn rpmsg_c_create_ept(
         return ptr::null_mut();
     }
     let handler: &'static Dispatch = &st.rx;
-    let mut cfg = EndpointConfig::new().callback(handler);
-    if addr != rpmsg::RPMSG_ADDR_ANY {
-        cfg = cfg.addr(addr);
-    }
     let r = st.api(dev, |st| {
-        let ep = st.link.create_endpoint(cfg)?;
+        // RL_ADDR_ANY: the lowest free address from 1, as RPMsg-Lite picks it (applications
+        // pass it around in a byte; the name service's 53 is the link's own).
+        let fixed = addr != rpmsg::RPMSG_ADDR_ANY;
+        let mut next = 1u32;
+        let ep = loop {
+            let a = if fixed {
+                addr
+            } else {
+                while next == rpmsg::RPMSG_NS_ADDR || st.has_endpoint_addr(next) {
+                    next += 1;
+                }
+                next
+            };
+            match st
+                .link
+                .create_endpoint(EndpointConfig::new().callback(handler).addr(a))
+            {
+                Err(Error::AddressInUse(_)) if !fixed && next < u32::MAX - 1 => next += 1,
+                other => break other?,
+            }
+        };
         let a = ep.addr();
         let slot_free = st.tab(|t| match t.epts.iter_mut().find(|e| e.is_none()) {
             Some(s) => {

@@ -184,7 +184,7 @@ int rpmsg_rtos_init(int dev_id, struct remote_device **rdev_out, int role, struc
     }
     env_memset(rdev, 0, (uint32_t)sizeof(*rdev));
     rdev->rl = (role == RPMSG_MASTER) ? rpmsg_lite_master_init(shmem, len, (uint32_t)dev_id, RL_NO_FLAGS, &rdev->rl_ctxt)
-                                      : rpmsg_lite_remote_init(shmem, (uint32_t)dev_id, RL_NO_FLAGS, &rdev->rl_ctxt);
+                                      : rpmsg_lite_remote_init(shmem, (uint32_t)dev_id, RPMSG_RTOS_REMOTE_INIT_FLAGS, &rdev->rl_ctxt);
 #else
     rdev = (struct remote_device *)env_allocate_memory((uint32_t)sizeof(*rdev));
     if (rdev == RL_NULL)
@@ -193,7 +193,7 @@ int rpmsg_rtos_init(int dev_id, struct remote_device **rdev_out, int role, struc
     }
     env_memset(rdev, 0, (uint32_t)sizeof(*rdev));
     rdev->rl = (role == RPMSG_MASTER) ? rpmsg_lite_master_init(shmem, len, (uint32_t)dev_id, RL_NO_FLAGS)
-                                      : rpmsg_lite_remote_init(shmem, (uint32_t)dev_id, RL_NO_FLAGS);
+                                      : rpmsg_lite_remote_init(shmem, (uint32_t)dev_id, RPMSG_RTOS_REMOTE_INIT_FLAGS);
 #endif
     if (rdev->rl == RL_NULL)
     {
