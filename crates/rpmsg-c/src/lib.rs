@@ -480,6 +480,10 @@ pub struct State {
     base: usize,
     payload: usize,
     interval: u32,
+    /// A remote without `RL_C_LATE_REMOTE`: its link is started by the master's first kick of
+    /// vring 0 (this id), as RPMsg-Lite's remote comes up on it. Before, rings left by an
+    /// earlier session are not looked at. `u32::MAX` once started.
+    start_on_kick: AtomicU32,
 }
 
 impl core::fmt::Debug for State {
@@ -832,6 +836,7 @@ pub unsafe extern "C" fn rpmsg_c_init(
             base,
             payload: g.payload_size as usize,
             interval,
+            start_on_kick: AtomicU32::new(u32::MAX),
         });
         for (i, id) in ids.iter().enumerate() {
             let vq = &raw mut (*dev).vq[i];
@@ -864,11 +869,18 @@ pub unsafe extern "C" fn rpmsg_c_init(
         for id in ids {
             env_disable_interrupt(id);
         }
-        let started = st.link.start();
-        if started.is_ok() && master == 0 && flags & RL_C_LATE_REMOTE != 0 {
-            // Asked for: a master that kicked before we listened is seen by its rings. Not by
-            // default: rings a previous session left behind look the same (RPMsg-Lite's remote
-            // waits for the kick).
+        let late = flags & RL_C_LATE_REMOTE != 0;
+        let started = if master == 0 && !late {
+            // The master's kick starts the link (`virtqueue_notification`): a remote started
+            // now would come up on whatever rings the shared memory holds, an earlier
+            // session's included.
+            st.start_on_kick.store(base_id, Ordering::Release);
+            Ok(())
+        } else {
+            st.link.start()
+        };
+        if started.is_ok() && master == 0 && late {
+            // Asked for: a master that kicked before we listened is seen by its rings.
             let _ = st.link.poll();
         }
         for id in ids {
@@ -1053,6 +1065,15 @@ pub unsafe extern "C" fn virtqueue_notification(vq: *mut CVq) {
         return;
     }
     let Some(st) = state(dev) else { return };
+    if st.start_on_kick.load(Ordering::Acquire) != u32::MAX {
+        if st.start_on_kick.load(Ordering::Acquire) != id {
+            return; // not the master's kick: nothing to look at before it
+        }
+        st.start_on_kick.store(u32::MAX, Ordering::Release);
+        if st.link.start().is_err() {
+            return;
+        }
+    }
     let _ = st.link.handle_notify(id);
     update_link_state(dev, st);
 }

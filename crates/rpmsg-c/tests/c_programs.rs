@@ -412,18 +412,20 @@ fn rtos(bin: &Path, role: &str, dir: &Path) -> Command {
 fn rtos_layer_both_roles_against_c_and_the_rust_cli() {
     // The default channel is the CLI's echo service, so the RTOS layer meets the Rust side too.
     let name = "RPMSG_RTOS_CHANNEL_NAME=\"rpmsg-echo\"";
+    // A remote process may start after the master kicked (it waits for the master's file).
+    let late = "RPMSG_RTOS_REMOTE_INIT_FLAGS=RL_C_LATE_REMOTE";
     let extra = &["src/c/rpmsg_rtos.c"];
     let dynamic = build_program(
         "rtos_dyn",
         "rtos_app.c",
         extra,
-        &["RL_USE_STATIC_API=0", name],
+        &["RL_USE_STATIC_API=0", name, late],
     );
     let stat = build_program(
         "rtos_static",
         "rtos_app.c",
         extra,
-        &["RL_USE_STATIC_API=1", name],
+        &["RL_USE_STATIC_API=1", name, late],
     );
 
     // C and C: the master's deinit withdraws the channel and the remote sees it.
@@ -466,6 +468,30 @@ fn rtos_layer_both_roles_against_c_and_the_rust_cli() {
     );
     assert!(
         stdout(&remote).contains("echoed 300 messages"),
+        "{}",
+        stdout(&remote)
+    );
+}
+
+#[test]
+fn sessions_init_and_deinit_on_both_sides() {
+    // Each side re-initialises for every session; the master gives the remote's echo back only
+    // after the remote's next init, so a doorbell for it would reach the new remote.
+    let dynamic = build("sess_dyn", DYNAMIC);
+    let stat = build("sess_static", STATIC);
+    let dir = scratch();
+    let (remote, master) = pair(
+        &mut app(&stat, "remote", "sessions", &dir, &["--count", "6"]),
+        &mut app(&dynamic, "master", "sessions", &dir, &["--count", "6"]),
+        ("C remote, 6 sessions", "C master, 6 sessions"),
+    );
+    assert!(
+        stdout(&master).contains("ok 6 sessions as master"),
+        "{}",
+        stdout(&master)
+    );
+    assert!(
+        stdout(&remote).contains("ok 6 sessions as remote"),
         "{}",
         stdout(&remote)
     );

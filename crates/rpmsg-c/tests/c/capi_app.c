@@ -10,6 +10,12 @@
  *       Even messages: rpmsg_lite_send + rpmsg_queue_recv; odd ones: zero-copy both ways
  *       (alloc/send_nocopy, rpmsg_queue_recv_nocopy/nocopy_free). --sweep sends every payload
  *       size 0..RL_BUFFER_PAYLOAD_SIZE in turn.
+ *   capi_app master|remote sessions FILE [--count K] [--sockdir DIR]
+ *       K sessions on one shared file, each side initialising and de-initialising its instance
+ *       every time (the remote without RL_C_LATE_REMOTE: it comes up on the master's kick). The
+ *       master holds the remote's echo (RL_HOLD) and gives it back only after the remote has
+ *       de-initialised and initialised again, so a doorbell for that buffer would reach the new
+ *       remote between two sessions. Sides wait for each other through the host block.
  *   capi_app checks FILE [SOCKDIR]
  *       One process, master only (its buffers are never returned): the parameter checks and
  *       error codes of every call, then init/deinit twice.
@@ -247,6 +253,132 @@ static int run_ping(struct rpmsg_lite_instance *rl, long count, long size, int s
     return failures ? 5 : 0;
 }
 
+/* ---- sessions ---- */
+
+#define READY 0x0u /* scratch word: the session the remote is ready for */
+#define DONE  0x4u /* scratch word: the session the master has finished */
+
+static volatile uint32_t sess_addr, sess_got;
+static void *sess_held;
+
+static void sess_ns(uint32_t new_ept, const char *name, uint32_t flags, void *user)
+{
+    (void)user;
+    if (flags == RL_NS_CREATE && strncmp(name, "rpmsg-echo", 32) == 0)
+        sess_addr = new_ept;
+}
+
+static int32_t sess_master_cb(void *payload, uint32_t len, uint32_t src, void *priv)
+{
+    (void)priv;
+    (void)src;
+    if (len == 4)
+        memcpy((void *)&sess_got, payload, 4);
+    sess_held = payload;
+    return RL_HOLD;
+}
+
+static volatile uint32_t sess_req, sess_src;
+static int32_t sess_remote_cb(void *payload, uint32_t len, uint32_t src, void *priv)
+{
+    (void)priv;
+    if (len == 4)
+    {
+        memcpy((void *)&sess_req, payload, 4);
+        sess_src = src;
+    }
+    return RL_RELEASE;
+}
+
+static int wait_word(volatile uint32_t *w, uint32_t v)
+{
+    uint64_t t0 = host_now_ms();
+    while (*w < v)
+    {
+        env_sleep_msec(1);
+        if (host_now_ms() - t0 > 60000)
+            return -1;
+    }
+    return 0;
+}
+
+static int run_sessions(int master, void *base, size_t len, long count)
+{
+    for (uint32_t k = 1; k <= (uint32_t)count; k++)
+    {
+        if (master)
+        {
+            if (wait_word(host_scratch(READY), k) != 0)
+            {
+                fprintf(stderr, "capi_app: remote not ready for session %u\n", k);
+                return 3;
+            }
+            struct rpmsg_lite_instance *rl = MASTER_INIT(base, len);
+            sess_addr = 0;
+            sess_got = 0;
+            sess_held = NULL;
+            rpmsg_ns_handle ns = NS_BIND(rl, sess_ns, NULL);
+            struct rpmsg_lite_endpoint *ep = CREATE_EPT(rl, 40, sess_master_cb, NULL, 0);
+            CHECK(rl != RL_NULL && ns != RL_NULL && ep != RL_NULL);
+            if (rl == RL_NULL || ep == RL_NULL)
+                return 3;
+            uint64_t t0 = host_now_ms();
+            while (sess_addr == 0 && host_now_ms() - t0 < 60000)
+                env_sleep_msec(1);
+            CHECK(rpmsg_lite_send(rl, ep, sess_addr, (char *)&k, 4, RL_BLOCK) == RL_SUCCESS);
+            t0 = host_now_ms();
+            while (sess_got != k && host_now_ms() - t0 < 60000)
+                env_sleep_msec(1);
+            if (sess_got != k)
+            {
+                fprintf(stderr, "capi_app: no echo in session %u\n", k);
+                return 5;
+            }
+            /* The remote starts its next life; only then does the echo's buffer go back. */
+            if (k < (uint32_t)count && wait_word(host_scratch(READY), k + 1) != 0)
+                return 3;
+            CHECK(rpmsg_lite_release_rx_buffer(rl, sess_held) == RL_SUCCESS);
+            CHECK(rpmsg_lite_destroy_ept(rl, ep) == RL_SUCCESS && rpmsg_ns_unbind(rl, ns) == RL_SUCCESS);
+            CHECK(rpmsg_lite_deinit(rl) == RL_SUCCESS);
+            *host_scratch(DONE) = k;
+        }
+        else
+        {
+            struct rpmsg_lite_instance *rl =
+#if defined(RL_USE_STATIC_API) && (RL_USE_STATIC_API == 1)
+                rpmsg_lite_remote_init(base, 0, RL_NO_FLAGS, &inst_ctx);
+#else
+                rpmsg_lite_remote_init(base, 0, RL_NO_FLAGS);
+#endif
+            sess_req = 0;
+            *host_scratch(READY) = k;
+            if (rl == RL_NULL || rpmsg_lite_wait_for_link_up(rl, 60000) != 1)
+            {
+                fprintf(stderr, "capi_app: session %u: no link-up\n", k);
+                return 3;
+            }
+            struct rpmsg_lite_endpoint *ep = CREATE_EPT(rl, 30, sess_remote_cb, NULL, 0);
+            CHECK(ep != RL_NULL && rpmsg_ns_announce(rl, ep, "rpmsg-echo", RL_NS_CREATE) == RL_SUCCESS);
+            uint64_t t0 = host_now_ms();
+            while (sess_req != k && host_now_ms() - t0 < 60000)
+                env_sleep_msec(1);
+            if (sess_req != k)
+            {
+                fprintf(stderr, "capi_app: session %u: got %u\n", k, sess_req);
+                return 5;
+            }
+            CHECK(rpmsg_lite_send(rl, ep, sess_src, (char *)&k, 4, RL_BLOCK) == RL_SUCCESS);
+            CHECK(rpmsg_lite_destroy_ept(rl, ep) == RL_SUCCESS);
+            CHECK(rpmsg_lite_deinit(rl) == RL_SUCCESS);
+            /* Next life at once: the master still holds this session's echo. */
+        }
+    }
+    if (!master && wait_word(host_scratch(DONE), (uint32_t)count) != 0)
+        return 3;
+    printf("capi_app: ok %ld sessions as %s\n", count, master ? "master" : "remote");
+    return failures ? 5 : 0;
+}
+
 /* ---- checks ---- */
 
 static volatile int cb_runs;
@@ -465,6 +597,12 @@ int main(int argc, char **argv)
     }
     master = strcmp(argv[1], "master") == 0;
     base = host_open(master, argv[3], sockdir, &len);
+    if (strcmp(argv[2], "sessions") == 0)
+    {
+        rc = run_sessions(master, base, len, count);
+        host_close();
+        return rc;
+    }
     rl = master ? MASTER_INIT(base, len) : REMOTE_INIT(base);
     if (rl == RL_NULL)
     {

@@ -176,6 +176,11 @@ void *host_open(int master, const char *path, const char *sockdir, size_t *len)
     return shm_base;
 }
 
+volatile uint32_t *host_scratch(uint32_t off)
+{
+    return hb_word(0x300u + (off & 0xfcu));
+}
+
 int host_peer_closed(void)
 {
     return *hb_word(is_master ? HB_STATE_DEV : HB_STATE_DRV) == 2;

@@ -20,4 +20,7 @@ extern unsigned long host_doorbells_sent, host_doorbells_delivered;
 /* Set when the library masked the vectors while a doorbell was delivered (a locking bug). */
 extern int host_isr_while_masked;
 uint64_t host_now_ms(void);
+/* A 32-bit word of the host block's scratch area (offsets 0x300..0x3ff), for test programs to
+ * tell each other where they are (as a primary core tells the secondary it may start). */
+volatile uint32_t *host_scratch(uint32_t off);
 #endif
