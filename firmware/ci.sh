@@ -15,6 +15,10 @@ fi
 if ! command -v qemu-system-arm >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq --no-install-recommends qemu-system-arm >/dev/null
 fi
+if ! command -v arm-none-eabi-gcc >/dev/null 2>&1 || [ ! -d /usr/lib/arm-none-eabi/newlib ]; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc-arm-none-eabi \
+        libnewlib-arm-none-eabi >/dev/null
+fi
 readelf=$(command -v llvm-readelf || command -v arm-none-eabi-readelf || command -v readelf)
 
 step "cargo fmt --check"
@@ -43,6 +47,20 @@ if [ "$status" -ne 0 ]; then
 fi
 grep -Eq '^[1-9][0-9]* passed, 0 failed$' "$log" || {
     echo "self-test exited 0 without a clean 'N passed, 0 failed' line" >&2
+    exit 1
+}
+rm -f "$log"
+
+step "C firmware: rpmsg-c's thumbv7em archive under RPMsg-Lite's API, both sides, in QEMU"
+log=$(mktemp)
+status=0
+c/build.sh run 2>&1 | tee "$log" || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "C self-test failed: exit status $status (1: a check failed; 124: hang)" >&2
+    exit 1
+fi
+grep -Eq '^[1-9][0-9]* passed, 0 failed$' "$log" || {
+    echo "C self-test exited 0 without a clean 'N passed, 0 failed' line" >&2
     exit 1
 }
 rm -f "$log"

@@ -69,6 +69,13 @@ state=$(llvm-nm -C "$OUT/size-remote" 2>/dev/null |
     awk '$3 ~ /^size_remote::STATE(::h[0-9a-f]+)?$/ { print $2 }' || true)
 echo "size-remote: .data ${rd} B; the remote's State in $(case "$state" in b | B) echo ".bss" ;; d | D) echo ".data (not zero!)" ;; *) echo "? (llvm-nm)" ;; esac)"
 
+# The C library (crates/rpmsg-c) under the same minimal remote, written in C against
+# RPMsg-Lite's API and built with Debian's arm-none-eabi-gcc 12 -Os (firmware/c/build.sh).
+if command -v arm-none-eabi-gcc >/dev/null 2>&1; then
+    echo
+    c/build.sh size | tail -n 1
+fi
+
 if [ "${1:-}" = "--symbols" ]; then
     echo
     echo "largest functions and data of size-remote (bytes):"

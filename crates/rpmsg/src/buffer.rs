@@ -122,6 +122,14 @@ impl<'l> TxBuffer<'l> {
         self.info.cap
     }
 
+    /// Region offset of the payload's first byte (the buffer's 16-byte header lies just
+    /// before it). For foreign-language bindings that hand the payload's address to code
+    /// writing it directly (RPMsg-Lite's `rpmsg_lite_alloc_tx_buffer`); Rust code writes through
+    /// [`TxBuffer::write`].
+    pub fn payload_offset(&self) -> usize {
+        self.info.offset + crate::wire::rpmsg::HEADER_LEN
+    }
+
     /// Writes `data` into the payload at `offset`.
     ///
     /// # Errors
@@ -256,6 +264,13 @@ impl<'l> RxBuffer<'l> {
     /// Source address of the message.
     pub fn src(&self) -> u32 {
         self.info.src
+    }
+
+    /// Region offset of the payload's first byte. For foreign-language bindings that hand the
+    /// payload's address to a callback (RPMsg-Lite's `rl_ept_rx_cb_t`); Rust code reads through
+    /// [`RxBuffer::read`].
+    pub fn payload_offset(&self) -> usize {
+        self.info.offset
     }
 
     /// Destination address (our endpoint).
