@@ -752,6 +752,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 st.ns = g & (1 << VIRTIO_RPMSG_F_NS) != 0;
                 st.vdev = Some(vdev);
                 self.driver_setup(st, [r0, r1], [rx_pool, tx_pool])?;
+                // The features and vring addresses above happen before DRIVER_OK for a device
+                // that acquires it (tests/two_threads.rs under Miri found no fence here).
+                crate::shm::fence::release();
                 self.table.write_u8(
                     status,
                     VIRTIO_CONFIG_S_ACKNOWLEDGE
@@ -933,8 +936,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 let ok = self.table.read_u8(status_at)? & VIRTIO_CONFIG_S_DRIVER_OK != 0;
                 match (st.phase, ok) {
                     (Phase::Waiting | Phase::Reset, true) => {
-                        // Read what the driver wrote only now, after DRIVER_OK (wire.md 13 #16).
-                        // Whatever is wrong in it now is the driver's doing.
+                        // Read what the driver wrote only now, after DRIVER_OK (wire.md 13 #16),
+                        // and behind an acquire fence that pairs with the driver's release
+                        // before it. Whatever is wrong in it now is the driver's doing.
+                        crate::shm::fence::acquire();
                         if let Err(e) = self.attach_device_rsc(st, &r) {
                             let e = match e {
                                 Error::Config(what) => {
