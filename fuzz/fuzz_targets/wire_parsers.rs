@@ -59,15 +59,16 @@ fuzz_target!(|data: &[u8]| {
     }
     // `read_vdev` over a region holding the bytes at offset 64.
     let len = data.len().min(RscConfig::MAX_TABLE_LEN);
-    let mut mem = Guarded::new(64 + len + 64);
-    let (region, guards) = mem.split();
-    region.copy_in(64, &data[..len]).expect("inside");
-    let cfg = RscConfig::new(64, len);
-    if let Ok(v) = cfg.read_vdev(&region) {
-        v.check_rpmsg().expect("read_vdev returns only rpmsg vdevs");
-        let end = v.offset + vdev_field::vring(2) + v.config_len as usize;
-        assert!(end <= len, "accepted vdev runs past the table area");
-        assert!(cfg.vdev_field(&v, vdev_field::STATUS) < 64 + len);
-    }
-    guards.check();
+    Guarded::reuse(64 + len + 64, |mem| {
+        let (region, guards) = mem.split();
+        region.copy_in(64, &data[..len]).expect("inside");
+        let cfg = RscConfig::new(64, len);
+        if let Ok(v) = cfg.read_vdev(&region) {
+            v.check_rpmsg().expect("read_vdev returns only rpmsg vdevs");
+            let end = v.offset + vdev_field::vring(2) + v.config_len as usize;
+            assert!(end <= len, "accepted vdev runs past the table area");
+            assert!(cfg.vdev_field(&v, vdev_field::STATUS) < 64 + len);
+        }
+        guards.check();
+    });
 });

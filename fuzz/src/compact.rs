@@ -13,7 +13,8 @@ use crate::guard::Guarded;
 use crate::link::{Corruption, Hand, allowed, payload};
 use arbitrary::Arbitrary;
 use rpmsg::compact::{Message, Remote, State};
-use rpmsg::testing::{Loopback, TestLink};
+use rpmsg::testing::Loopback;
+use rpmsg::wire::vring::{avail, used};
 use rpmsg::{
     Config, EndpointConfig, Error, LiteConfig, NsKind, RPMSG_ADDR_ANY, RPMSG_NS_ADDR, Role, Timeout,
 };
@@ -99,8 +100,12 @@ fn ck<T>(what: &str, r: Result<T, Error>) -> Option<T> {
 /// Runs one input.
 pub fn run(input: &Input) {
     let lite = LiteConfig::new(NUM, 496, 16);
+    Guarded::reuse(lite.region_len(), |mem| run_in(mem, lite, input));
+}
+
+#[allow(clippy::too_many_lines)]
+fn run_in(mem: &mut Guarded, lite: LiteConfig, input: &Input) {
     let geo = Geometry::lite(lite);
-    let mut mem = Guarded::new(geo.region_len());
     let (region, guards) = mem.split();
     let book = Mutex::new(Book::default());
     let on_msg = |mut m: Message<'_>| {
@@ -133,7 +138,7 @@ pub fn run(input: &Input) {
         Remote::new(region, Loopback::new(region), lite, &mut state).unwrap();
     let mut cfg = Config::lite(Role::Driver, lite);
     cfg.send_timeout = Duration::ZERO;
-    let driver: TestLink<'_, 8> = geo.link_with(region, cfg);
+    let driver: crate::FuzzLink<'_, 8> = crate::fuzz_link(region, geo.base, cfg);
     let p0 = driver
         .create_endpoint(EndpointConfig::new().addr(P0).queue(8))
         .unwrap();
@@ -147,16 +152,17 @@ pub fn run(input: &Input) {
         rings: geo.rings(),
     };
     let drain = |b: &Mutex<Book>| {
-        let mut big = [0u8; 0x1_0000];
-        while let Ok((n, src)) = p0.recv(&mut big, Timeout::NoWait) {
-            let mut b = b.lock().unwrap();
-            if !b.tampered && (src == R0 || src == R1) {
-                let want = b.to_p0.pop_front().unwrap_or_else(|| {
-                    panic!("the driver received {:?} the remote never sent", &big[..n])
-                });
-                assert_eq!(&big[..n], &want[..], "the driver received other bytes");
+        crate::with_scratch(|big| {
+            while let Ok((n, src)) = p0.recv(big, Timeout::NoWait) {
+                let mut b = b.lock().unwrap();
+                if !b.tampered && (src == R0 || src == R1) {
+                    let want = b.to_p0.pop_front().unwrap_or_else(|| {
+                        panic!("the driver received {:?} the remote never sent", &big[..n])
+                    });
+                    assert_eq!(&big[..n], &want[..], "the driver received other bytes");
+                }
             }
-        }
+        });
     };
     let mut seq = 0u32;
     for op in input.ops.iter().take(MAX_OPS) {
@@ -220,11 +226,35 @@ pub fn run(input: &Input) {
         }
         guards.check();
     }
-    // The driver behaves from here on.
+    // The driver behaves from here on. Up to 6 rounds; one that moved nothing (no counter, no
+    // ring index, no delivery) is a fixed point.
+    let snapshot = |remote: &Remote<'_, Loopback, 8, 4>| {
+        let idx: Vec<u16> = hand
+            .rings
+            .iter()
+            .flat_map(|v| {
+                [
+                    v.base + v.layout.avail + avail::IDX,
+                    v.base + v.layout.used + used::IDX,
+                ]
+            })
+            .map(|at| region.read_u16(at).unwrap_or(0))
+            .collect();
+        (
+            *remote.stats(),
+            driver.stats(),
+            idx,
+            book.lock().unwrap().delivered,
+        )
+    };
     for _ in 0..6 {
+        let before = snapshot(&remote);
         ck("poll", remote.poll());
         ck("driver poll", driver.poll());
         drain(&book);
+        if snapshot(&remote) == before {
+            break;
+        }
     }
     guards.check();
     let b = book.lock().unwrap();

@@ -21,7 +21,6 @@
 use crate::common::Geometry;
 use crate::guard::Guarded;
 use arbitrary::Arbitrary;
-use rpmsg::testing::TestLink;
 use rpmsg::virtqueue::Vring;
 use rpmsg::wire::rsc::vdev_field;
 use rpmsg::wire::vring::{avail, used};
@@ -40,7 +39,7 @@ const CAP: usize = 16;
 /// Most operations per input: every input ends after a bounded number of steps.
 const MAX_OPS: usize = 96;
 
-type L<'r> = TestLink<'r, CAP>;
+type L<'r> = crate::FuzzLink<'r, CAP>;
 
 /// Our protected endpoint, and the peer endpoint it talks to.
 const E0: u32 = 0x100;
@@ -459,11 +458,12 @@ fn quick(geo: &Geometry, role: Role) -> Config {
 /// Runs one input with our link in `victim` role.
 pub fn run(victim: Role, input: &Input) {
     let geo = geometry(input.rsc, input.translated);
-    let mut mem = Guarded::new(geo.region_len());
-    let (region, guards) = mem.split();
-    geo.prepare(&region);
-    run_ops(victim, &geo, region, &guards, input);
-    guards.check();
+    Guarded::reuse(geo.region_len(), |mem| {
+        let (region, guards) = mem.split();
+        geo.prepare(&region);
+        run_ops(victim, &geo, region, &guards, input);
+        guards.check();
+    });
 }
 
 /// Checks a result: `Some` on success, `None` on an allowed error, a panic otherwise.
@@ -506,8 +506,8 @@ fn run_ops(
     let peer_got: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
     let peer_cb = |_: RxBuffer<'_>| {};
 
-    let us: L<'_> = geo.link_with(region, quick(geo, victim));
-    let peer: L<'_> = geo.link_with(region, quick(geo, peer_role));
+    let us: L<'_> = crate::fuzz_link(region, geo.base, quick(geo, victim));
+    let peer: L<'_> = crate::fuzz_link(region, geo.base, quick(geo, peer_role));
     let hand = Hand {
         region,
         geo: *geo,
@@ -535,12 +535,13 @@ fn run_ops(
     dev.wait_link_up(Timeout::NoWait).unwrap();
 
     let drain_peer = || {
-        let mut big = [0u8; 0x1_0000];
-        while let Ok((n, src)) = peer_eps[0].recv(&mut big, Timeout::NoWait) {
-            if src == E0 {
-                peer_got.lock().unwrap().push(big[..n].to_vec());
+        crate::with_scratch(|big| {
+            while let Ok((n, src)) = peer_eps[0].recv(big, Timeout::NoWait) {
+                if src == E0 {
+                    peer_got.lock().unwrap().push(big[..n].to_vec());
+                }
             }
-        }
+        });
         let mut b = book.lock().unwrap();
         for got in peer_got.lock().unwrap().drain(..) {
             if isolated && !b.tampered {
@@ -572,18 +573,18 @@ fn run_ops(
                 }
             }
             Op::AllocSend { ep, len, drop } => {
-                if let Some(e) = eps.get(usize::from(ep)) {
-                    if let Some(mut tx) = ck("alloc_tx", e.alloc_tx(Timeout::NoWait), t) {
-                        let len = usize::from(len).min(tx.capacity());
-                        let data = payload(e0_seq | 0x8000_0000, len);
-                        ck("write", tx.write(0, &data), t);
-                        if !drop
-                            && ck("send", tx.send(len).map_err(|e| e.error), t).is_some()
-                            && e.addr() == E0
-                        {
-                            e0_seq += 1;
-                            book.lock().unwrap().from_e0.push_back(data);
-                        }
+                if let Some(e) = eps.get(usize::from(ep))
+                    && let Some(mut tx) = ck("alloc_tx", e.alloc_tx(Timeout::NoWait), t)
+                {
+                    let len = usize::from(len).min(tx.capacity());
+                    let data = payload(e0_seq | 0x8000_0000, len);
+                    ck("write", tx.write(0, &data), t);
+                    if !drop
+                        && ck("send", tx.send(len).map_err(|e| e.error), t).is_some()
+                        && e.addr() == E0
+                    {
+                        e0_seq += 1;
+                        book.lock().unwrap().from_e0.push_back(data);
                     }
                 }
             }
@@ -593,12 +594,11 @@ fn run_ops(
                 }
             }
             Op::RecvZeroCopy { ep, keep } => {
-                if let Some(e) = eps.get(usize::from(ep)) {
-                    if let Some(m) = recv_one(&book, isolated, e, true).flatten() {
-                        if keep {
-                            kept.push(m);
-                        }
-                    }
+                if let Some(e) = eps.get(usize::from(ep))
+                    && let Some(m) = recv_one(&book, isolated, e, true).flatten()
+                    && keep
+                {
+                    kept.push(m);
                 }
             }
             Op::Create {
@@ -634,10 +634,10 @@ fn run_ops(
             Op::Release => {
                 drop(kept.pop());
                 let h = held.lock().unwrap().pop();
-                if let Some(h) = h {
-                    if let Err(e) = us.release_held(h) {
-                        panic!("release_held: {:?}", e.error);
-                    }
+                if let Some(h) = h
+                    && let Err(e) = us.release_held(h)
+                {
+                    panic!("release_held: {:?}", e.error);
                 }
             }
             Op::Resume => {
@@ -773,7 +773,26 @@ fn run_ops(
     // The other core behaves from here on: give everything back and let both sides settle.
     drop(kept);
     let t = book.lock().unwrap().tampered;
+    // Up to 8 rounds; a round that moved nothing (no counter, no ring index, no delivery, no
+    // held buffer) is a fixed point: the next one would do the same nothing.
+    let snapshot = || {
+        let idx: Vec<u16> = hand
+            .rings
+            .iter()
+            .flat_map(|v| {
+                [
+                    v.base + v.layout.avail + avail::IDX,
+                    v.base + v.layout.used + used::IDX,
+                ]
+            })
+            .map(|at| region.read_u16(at).unwrap_or(0))
+            .collect();
+        let b = book.lock().unwrap();
+        let held_n = held.lock().unwrap().len();
+        (us.stats(), peer.stats(), idx, b.delivered, held_n)
+    };
     for _ in 0..8 {
+        let before = snapshot();
         let hs = std::mem::take(&mut *held.lock().unwrap());
         for h in hs {
             if let Err(e) = us.release_held(h) {
@@ -787,6 +806,9 @@ fn run_ops(
             while recv_one(&book, isolated, e, false).is_some() {}
         }
         guards.check();
+        if snapshot() == before {
+            break;
+        }
     }
     let hs = std::mem::take(&mut *held.lock().unwrap());
     for h in hs {
@@ -826,12 +848,13 @@ fn recv_one<'l>(
             .check_delivery(m.dst(), m.src(), &data, isolated);
         Some(Some(m))
     } else {
-        let mut big = vec![0u8; 0x1_0000];
-        let (n, src) = ck("recv", e.recv(&mut big, Timeout::NoWait), t)?;
-        book.lock()
-            .unwrap()
-            .check_delivery(e.addr(), src, &big[..n], isolated);
-        Some(None)
+        crate::with_scratch(|big| {
+            let (n, src) = ck("recv", e.recv(big, Timeout::NoWait), t)?;
+            book.lock()
+                .unwrap()
+                .check_delivery(e.addr(), src, &big[..n], isolated);
+            Some(None)
+        })
     }
 }
 

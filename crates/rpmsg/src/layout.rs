@@ -178,9 +178,19 @@ impl RscConfig {
         let dst = buf
             .get_mut(..self.table_len)
             .ok_or(Error::Config("resource table longer than 1024 bytes"))?;
-        region
-            .copy_out(self.table_offset, dst)
-            .map_err(|_| Error::Config("resource table lies outside the shared region"))?;
+        // Byte by byte, never a wider load: the status byte in it is written with byte stores
+        // by the driver while the device polls it with byte loads, and a word-sized load over
+        // it (`copy_out`) would make those accesses mixed-size (shm.rs; Miri's race detector,
+        // tests/two_threads.rs). Once per start and per link-up, so the cost does not matter.
+        let outside = |_| Error::Config("resource table lies outside the shared region");
+        if !region.contains(self.table_offset, dst.len()) {
+            return Err(outside(()));
+        }
+        for (k, d) in dst.iter_mut().enumerate() {
+            *d = region
+                .read_u8(self.table_offset + k)
+                .map_err(|_| outside(()))?;
+        }
         let table = ResourceTable::new_checked(&*dst).map_err(table_fault)?;
         let vdev = table
             .find_vdev(VIRTIO_ID_RPMSG)

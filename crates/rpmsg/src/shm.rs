@@ -28,7 +28,8 @@
 //! protocol: a byte changes hands only through a ring index published after a release fence
 //! and read before an acquire fence (the fences of this module), so the writer's accesses
 //! happen before the reader's, whatever their widths; the only concurrent accesses to the
-//! same bytes are to ring indices and flags, which both sides access at one width (`u16`).
+//! same bytes are to ring indices and flags, which both sides access at one width (`u16`),
+//! and to the vdev status byte (`u8` on both sides).
 //! A peer that breaks the protocol (writes a buffer it gave away, a thread playing a
 //! scribbling core) can race with us at another width: in another process or on another core
 //! that is hardware behaviour (each access is a single load or store of its width, never
@@ -36,10 +37,27 @@
 //! is outside the model, so an in-process test's hostile peer must write between our steps, never
 //! concurrently at another width.
 //!
-//! Miri's data-race detector checks this on the shared-memory and ring tests (`.ci/run`),
-//! with its weak-memory emulation off: that emulation cannot represent mixed-size atomics on
-//! the same bytes even when they are ordered (it stops with an internal error on
-//! `copies_of_every_alignment_round_trip`, which races nothing).
+//! Miri's data-race detector checks this in `.ci/run`: on the shared-memory and ring unit
+//! tests, and on `tests/two_threads.rs`, where a driver thread and a device thread really run
+//! concurrently over one region, each link with its own lock. (With the process-wide
+//! `critical-section` lock of `TestEnv`/`StdEnvironment` the two links would share one mutex,
+//! and every hand-over would look ordered by it.) What it reported, all fixed: the driver
+//! zeroed the rings with word-sized stores while the device polled `avail.idx` as `u16`
+//! (`Vring::zero` now stores `u16`s over the avail and used rings); the device parsed the
+//! table after `DRIVER_OK` with no fence pairing with the driver's feature and vring-address
+//! writes (a real ordering bug on weakly ordered cores: now a release fence before the status
+//! store and an acquire fence after reading it); and the device's word-sized read of its
+//! table covered the status byte the driver writes with byte stores (`RscConfig::read_vdev`
+//! now loads bytes). One overlap remains by design: the device reads its whole table once,
+//! at `start`, and the driver writes `u32` fields into it (features, vring addresses)
+//! without any hand-over, so the two must not run at the same moment within one process: a
+//! firmware reads its table at boot, before the other core's driver starts, and
+//! the in-process tests start the device first. Between processes or cores that overlap is
+//! hardware behaviour like any other.
+//!
+//! Weak-memory emulation is off in those runs: Miri's store buffers cannot represent
+//! mixed-size atomics on the same bytes even when they are ordered (it stops with an internal
+//! error on `copies_of_every_alignment_round_trip`, which races nothing).
 //!
 //! Under `cfg(loom)` the region is a slice of loom's `AtomicU16` instead of raw memory, so the
 //! same ring code can be model-checked; the accessors keep their signatures.

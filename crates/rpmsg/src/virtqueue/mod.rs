@@ -309,8 +309,26 @@ impl Vring {
     }
 
     /// Zeroes the whole ring (the driver does this before first use).
+    ///
+    /// The descriptor table by word-sized copies; the avail and used rings by `u16` stores. The
+    /// other core may be polling their flags and indices (`u16`) while we zero them (a device
+    /// comes up on a non-zero `avail.idx`), and two unordered accesses to the same bytes must
+    /// have the same width to be defined (shm.rs, "Accesses of different widths"); Miri's race
+    /// detector caught the word-sized zeroing here (tests/two_threads.rs).
     pub fn zero(&self, r: &SharedRegion<'_>) -> Result<(), AccessError> {
-        r.fill(self.base, self.layout.size, 0)
+        let rings = self.layout.avail;
+        if !r.contains(self.base, self.layout.size) {
+            return Err(AccessError {
+                offset: self.base,
+                len: self.layout.size,
+                region_len: r.len(),
+            });
+        }
+        r.fill(self.base, rings, 0)?;
+        for off in (rings..self.layout.size).step_by(2) {
+            r.write_u16(self.base + off, 0)?;
+        }
+        Ok(())
     }
 
     /// Reads `avail.idx` as it is in memory.
