@@ -169,8 +169,8 @@ struct rpmsg_lite_instance *rpmsg_lite_master_init(void *shmem_addr,
 #endif
 
 /* Remote (virtio device): attaches to the layout the master writes at shmem_addr. The link
- * comes up when the master's kick arrives (with RL_C_LATE_REMOTE in init_flags, also at once if
- * the master already initialised). */
+ * comes up when the master's kick arrives, or at once if the rings hold a master's init and no
+ * traffic yet (with RL_C_LATE_REMOTE in init_flags: whatever the rings hold). */
 #if defined(RL_USE_STATIC_API) && (RL_USE_STATIC_API == 1)
 struct rpmsg_lite_instance *rpmsg_lite_remote_init(void *shmem_addr,
                                                    uint32_t link_id,

@@ -869,7 +869,7 @@ pub unsafe extern "C" fn rpmsg_c_init(
         for id in ids {
             env_disable_interrupt(id);
         }
-        let late = flags & RL_C_LATE_REMOTE != 0;
+        let late = flags & RL_C_LATE_REMOTE != 0 || (master == 0 && fresh_master(st, &lite, len));
         let started = if master == 0 && !late {
             // The master's kick starts the link (`virtqueue_notification`): a remote started
             // now would come up on whatever rings the shared memory holds, an earlier
@@ -893,6 +893,23 @@ pub unsafe extern "C" fn rpmsg_c_init(
         update_link_state(dev, st);
     }
     dev
+}
+
+/// Whether the rings hold a master's init and no traffic yet: vring 0's receive buffers
+/// posted, nothing sent either way (vring 1's available and vring 0's used index still 0). A
+/// remote may then come up at once even if it missed the kick; rings a session used are left
+/// alone until the kick.
+fn fresh_master(st: &State, lite: &LiteConfig, len: usize) -> bool {
+    let Ok(l) = lite.validate(len) else {
+        return false;
+    };
+    let r = st.link.region();
+    let (v0, v1, _) = lite.offsets();
+    let word = |off: usize| r.read_u16(off).ok();
+    matches!(
+        (word(v0 + l.avail + 2), word(v1 + l.avail + 2), word(v0 + l.used + 2)),
+        (Some(posted), Some(0), Some(0)) if posted != 0
+    )
 }
 
 unsafe extern "C" {
