@@ -611,6 +611,35 @@ impl<const N: usize> DeviceQueue<N> {
         Ok(())
     }
 
+    /// Whether the driver has laid this ring out again for a new session (see
+    /// docs/architecture.md, "Sessions and epochs"). Two signs, either enough:
+    ///
+    /// * the used ring no longer holds the index we last stored there (only the device writes
+    ///   `used.idx` within a session; a re-laid ring is zeroed, or an RPMsg-Lite master
+    ///   pre-fills it). Not before we have taken the used index in this session
+    ///   ([`DeviceQueue::attach`]): until then we hold no used position to contradict;
+    /// * `avail.idx` went back behind our position to a fresh ring's state: at most `num`,
+    ///   with `used.idx` 0. Within a session `avail.idx` never goes back; a fresh ring is
+    ///   what Linux's `rp_find_vq` leaves (zeroed, then only buffers posted).
+    ///
+    /// A hostile jump of `avail.idx` forwards shows neither and stays an `IndexJump`.
+    pub fn relaid(&self, r: &SharedRegion<'_>) -> bool {
+        let Ok(used) = self.ring.used_idx(r) else {
+            return false;
+        };
+        if self.used_known && used != self.used_idx {
+            return true;
+        }
+        if self.last_avail == 0 || used != 0 {
+            return false;
+        }
+        let Ok(avail) = self.ring.avail_idx(r) else {
+            return false;
+        };
+        let back = self.last_avail.wrapping_sub(avail);
+        back != 0 && back <= self.last_avail && avail <= self.ring.num()
+    }
+
     /// Descriptors we hold now.
     pub fn held(&self) -> u16 {
         self.held.count

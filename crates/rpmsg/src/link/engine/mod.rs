@@ -520,6 +520,27 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         }
     }
 
+    /// Driver: a new session on the same memory (`Link::restart`): the old one is forgotten
+    /// (`new_epoch`) and the set-up of `start_locked` runs again from scratch.
+    pub(crate) fn restart_locked<P: Platform>(
+        &mut self,
+        io: &Io<'_, 'r, P>,
+        fx: &mut Effects,
+    ) -> Result<(), Error> {
+        if io.cfg.role != Role::Driver {
+            return Err(Error::Config(
+                "only the driver restarts a link; a device follows the driver's sessions",
+            ));
+        }
+        if self.phase == Phase::Down {
+            return Err(Error::LinkDown);
+        }
+        self.new_epoch();
+        self.phase = Phase::Idle;
+        fx.wake = true;
+        self.start_locked(io, fx)
+    }
+
     /// Driver: the rings are laid out and the buffers posted; the link is up.
     #[cfg(all(
         feature = "role-driver",
@@ -607,6 +628,9 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         match io.cfg.layout {
             #[cfg(all(feature = "role-device", feature = "layout-lite"))]
             LayoutConfig::Lite(l) => {
+                if self.device_rings_relaid(io) {
+                    self.device_new_session(io, fx)?;
+                }
                 if !matches!(self.phase, Phase::Waiting) {
                     return Ok(());
                 }
@@ -642,6 +666,13 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                         r.vdev_field(&v, vdev_field::STATUS)
                     }
                 };
+                if self.device_rings_relaid(io) {
+                    self.device_new_session(io, fx)?;
+                    // The status is read after the index that showed the new session
+                    // (acquire), so a `DRIVER_OK` seen below is the new session's: Linux
+                    // zeroes the rings after writing 0 and before writing 0x07.
+                    crate::shm::fence::acquire();
+                }
                 io.platform
                     .cache_invalidate(io.table.base_addr() + status_at, 1);
                 let ok = io.table.read_u8(status_at)? & VIRTIO_CONFIG_S_DRIVER_OK != 0;
@@ -665,7 +696,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                         self.stats.sessions = self.stats.sessions.wrapping_add(1);
                         fx.wake = true;
                     }
-                    (Phase::Up, false) => {
+                    (Phase::Up | Phase::Broken(_), false) => {
                         // The driver reset the device: forget this session, wait for the next.
                         self.new_epoch();
                         self.phase = Phase::Reset;
@@ -721,6 +752,84 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         self.vdev = Some(v);
         self.queues = Queues::Device { rx, tx };
         Ok(())
+    }
+
+    /// Device: did the driver lay the rings out again for a new session, whether or not we
+    /// saw its reset? The rule (docs/architecture.md, "Sessions and epochs"): only the
+    /// device writes `used.idx` within a session, so a used index that is no longer the one we
+    /// stored means the driver started over (Linux's `rp_find_vq` zeroes the ring,
+    /// `rpmsg_lite_master_init` zeroes and pre-fills it, our `Link::restart` zeroes it). A
+    /// hostile jump of `avail.idx` leaves `used.idx` alone and stays a fatal `IndexJump`; a
+    /// driver that rewrites `used.idx` only costs itself its session. Asked when the shell
+    /// asks whether the driver is there (`check_device_up`), in `Up` and in `Broken`.
+    pub(crate) fn device_rings_relaid<P: Platform>(&self, io: &Io<'_, 'r, P>) -> bool {
+        if !matches!(self.phase, Phase::Up | Phase::Broken(_)) {
+            return false;
+        }
+        #[cfg(feature = "role-device")]
+        if let Queues::Device { tx, rx } = &self.queues {
+            let base = io.region.base_addr();
+            return [tx, rx].into_iter().any(|q| {
+                let (u, _) = q.ring().used_range();
+                let (a, _) = q.ring().avail_range();
+                io.platform.cache_invalidate(base + u, 4);
+                io.platform.cache_invalidate(base + a, 4);
+                q.relaid(&io.region)
+            });
+        }
+        let _ = io;
+        false
+    }
+
+    /// Device: the driver laid the rings out again (`device_rings_relaid`): forget this
+    /// session and wait for the new one. Resource table: `Reset`, until `DRIVER_OK` (which
+    /// Linux writes after laying out the rings). RPMsg-Lite layout: `Waiting` on the same
+    /// rings, up again by the start-up rule; the kick we noted may be the old session's, so
+    /// only a new kick counts, or a buffer posted on vring 0 (which the master posts only
+    /// after zeroing both rings).
+    pub(crate) fn device_new_session<P: Platform>(
+        &mut self,
+        io: &Io<'_, 'r, P>,
+        fx: &mut Effects,
+    ) -> Result<(), Error> {
+        #[cfg(feature = "role-device")]
+        let rings = match &self.queues {
+            Queues::Device { tx, rx } => Some([*tx.ring(), *rx.ring()]),
+            _ => None,
+        };
+        self.new_epoch();
+        fx.wake = true;
+        match io.cfg.layout {
+            #[cfg(all(feature = "role-device", feature = "layout-lite"))]
+            LayoutConfig::Lite(_) => {
+                io.kicked.store(false, Ordering::Release);
+                if let Some([r0, r1]) = rings {
+                    self.queues = Queues::Device {
+                        tx: DeviceQueue::new(r0)
+                            .map_err(|_| Error::Config("vring larger than N"))?,
+                        rx: DeviceQueue::new(r1)
+                            .map_err(|_| Error::Config("vring larger than N"))?,
+                    };
+                }
+                self.phase = Phase::Waiting;
+            }
+            _ => self.phase = Phase::Reset,
+        }
+        Ok(())
+    }
+
+    /// Device: the ring fault `v` breaks the link, unless the driver has laid the rings out
+    /// again (`device_rings_relaid`): then the new session starts instead (`Ok`).
+    pub(crate) fn ring_fault<P: Platform>(
+        &mut self,
+        io: &Io<'_, 'r, P>,
+        fx: &mut Effects,
+        v: Violation,
+    ) -> Result<(), Error> {
+        if io.cfg.role == Role::Device && self.device_rings_relaid(io) {
+            return self.device_new_session(io, fx);
+        }
+        Err(self.fatal(fx, v))
     }
 
     pub(crate) fn new_epoch(&mut self) {

@@ -114,7 +114,8 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                         }
                     }
                     Err(v) if v.breaks_ring() => {
-                        return Err(self.fatal(fx, v));
+                        self.ring_fault(io, fx, v)?;
+                        return Ok(Next::Idle);
                     }
                     Err(v) => {
                         Self::violation(&mut self.stats, v);

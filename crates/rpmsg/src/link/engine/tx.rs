@@ -123,7 +123,8 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                             Self::violation(&mut self.stats, v);
                         }
                         Err(v) if v.breaks_ring() => {
-                            return Err(self.fatal(fx, v));
+                            self.ring_fault(io, fx, v)?;
+                            return Err(phase_error(self.phase));
                         }
                         Err(v) => Self::violation(&mut self.stats, v),
                     }
