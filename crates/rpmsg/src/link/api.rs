@@ -4,7 +4,7 @@
 use super::Link;
 use super::Role;
 use super::engine::{Phase, Queues, RxState, Slot, State, phase_error};
-use crate::buffer::{HeldError, HeldRx, RxBuffer, RxInfo, TxBuffer, TxInfo};
+use crate::buffer::{HeldError, HeldRx, RxBuffer, RxInfo, TxInfo};
 use crate::endpoint::{Endpoint, EndpointConfig};
 use crate::error::Error;
 use crate::layout::LayoutConfig;
@@ -161,18 +161,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         if timeout == Timeout::NoWait {
             return Err(Error::NoBuffer);
         }
+        // Wait for a buffer, then write and publish it in one critical section.
         let t = self.alloc_blocking(timeout, ep)?;
-        let tx = TxBuffer::new(self, t, src, dst);
-        if data.len() > tx.capacity() {
-            return Err(Error::PayloadTooLarge {
-                len: data.len(),
-                max: tx.capacity(),
-            });
-        }
-        let mut tx = tx;
-        tx.write(0, data)?;
-        tx.send_offchannel(src, dst, data.len())
-            .map_err(|e| e.error)
+        self.with(|st, fx| st.send_in(&self.io(), fx, t, &hdr, data))?
     }
 
     /// Sends from `src` to `dst` without an endpoint of ours at `src` (`rpmsg_send_offchannel`

@@ -422,28 +422,41 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         let r = self.state.lock(|c| match c.try_borrow_mut() {
             Ok(mut st) => {
                 let r = f(&mut st, &mut fx);
-                fx.ids = st.notify_ids;
-                for (rung, left_out) in fx.notify.iter().zip(fx.suppressed) {
-                    let stats = &mut st.stats;
-                    if *rung {
-                        stats.doorbells = stats.doorbells.wrapping_add(1);
-                    } else if left_out {
-                        stats.doorbells_suppressed = stats.doorbells_suppressed.wrapping_add(1);
-                    }
-                }
-                if fx.wake {
-                    // Waking only schedules the task; it cannot re-enter this link.
-                    st.wakers.wake_all();
+                if fx.notify != [false; 2] || fx.suppressed != [false; 2] || fx.wake {
+                    Self::finish(&mut st, &mut fx);
                 }
                 Ok(r)
             }
             Err(_) => Err(Error::Busy),
         })?;
-        self.apply(fx);
+        if fx.notify != [false; 2] || fx.wake {
+            self.apply(&fx);
+        }
         Ok(r)
     }
 
-    fn apply(&self, fx: Effects) {
+    /// The end of a critical section that asked for doorbells or wake-ups: counted, and the
+    /// wakers woken (which only schedules tasks; it cannot re-enter this link). Out of line:
+    /// `with` is instantiated once per critical section, this only once.
+    #[inline(never)]
+    fn finish(st: &mut State<'r, N, EPTS>, fx: &mut Effects) {
+        fx.ids = st.notify_ids;
+        for (rung, left_out) in fx.notify.iter().zip(fx.suppressed) {
+            let stats = &mut st.stats;
+            if *rung {
+                stats.doorbells = stats.doorbells.wrapping_add(1);
+            } else if left_out {
+                stats.doorbells_suppressed = stats.doorbells_suppressed.wrapping_add(1);
+            }
+        }
+        if fx.wake {
+            st.wakers.wake_all();
+        }
+    }
+
+    /// Rings the doorbells and wakes the blocked callers a critical section asked for, after
+    /// the lock is let go.
+    fn apply(&self, fx: &Effects) {
         for (q, on) in fx.notify.iter().enumerate() {
             if *on {
                 self.platform.notify(fx.ids[q]);

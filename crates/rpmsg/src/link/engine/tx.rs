@@ -235,9 +235,8 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         Ok(())
     }
 
-    /// A whole send in one step: takes a free buffer, writes `data` and `hdr` into it and
-    /// publishes it. `Ok(false)` when no buffer is free now; on an error the buffer taken
-    /// stays ours (free for the next send).
+    /// A whole send in one step: takes a free buffer and sends `data` in it (`send_in`).
+    /// `Ok(false)` when no buffer is free now.
     pub(crate) fn send<P: Platform>(
         &mut self,
         io: &Io<'_, 'r, P>,
@@ -248,6 +247,21 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         let Some(t) = self.try_alloc(io, fx)? else {
             return Ok(false);
         };
+        self.send_in(io, fx, t, hdr, data).map(|()| true)
+    }
+
+    /// Writes `data` and `hdr` into the buffer `t` we took and publishes it. On an error the
+    /// buffer stays ours (free for the next send); a buffer of an earlier session is not
+    /// written at all.
+    pub(crate) fn send_in<P: Platform>(
+        &mut self,
+        io: &Io<'_, 'r, P>,
+        fx: &mut Effects,
+        t: TxInfo,
+        hdr: &RpmsgRepr,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        self.tx_current(&t)?;
         let r = if data.len() > t.cap {
             Err(Error::PayloadTooLarge {
                 len: data.len(),
@@ -262,7 +276,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         if r.is_err() {
             self.free_tx(&t);
         }
-        r.map(|()| true)
+        r
     }
 
     /// A transmit buffer taken and not sent goes back to the free list (not one of an
