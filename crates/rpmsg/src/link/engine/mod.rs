@@ -19,9 +19,9 @@ use crate::endpoint::{RxHandler, RxMode};
 use crate::error::Error;
 use crate::layout::{LayoutConfig, LiteConfig, RscConfig};
 use crate::ns::{Announcement, NsHandler};
-use crate::port::{AddressMap, Platform};
+use crate::port::{AddressMap, Barrier, Platform};
 use crate::shm::SharedRegion;
-use crate::virtqueue::{DeviceQueue, DriverQueue, Violation, Vring};
+use crate::virtqueue::{Coherence, DeviceQueue, DriverQueue, Mem, Violation, Vring};
 use crate::wire::ns::Name;
 use crate::wire::rpmsg::{HEADER_LEN, RPMSG_ADDR_ANY};
 use crate::wire::rsc::{FW_RSC_ADDR_ANY, VdevInfo, vdev_field};
@@ -246,6 +246,22 @@ pub(crate) struct Io<'a, 'r, P> {
 }
 
 impl<P: Platform> Io<'_, '_, P> {
+    /// Invalidates the resource table's area (before reading what the driver wrote there).
+    #[cfg(feature = "layout-rsc-table")]
+    pub(crate) fn invalidate_table(&self, r: &RscConfig) {
+        let len = r
+            .table_len
+            .min(self.table.len().saturating_sub(r.table_offset));
+        self.platform
+            .cache_invalidate(self.table.base_addr() + r.table_offset, len);
+    }
+
+    /// The platform's memory system over the shared region.
+    #[inline(always)]
+    pub(crate) fn mem(&self) -> Mem<'_, P> {
+        Mem::new(self.platform, &self.region)
+    }
+
     #[cfg(all(
         any(feature = "role-driver", feature = "role-device"),
         any(feature = "layout-lite", feature = "layout-rsc-table")
@@ -266,11 +282,15 @@ impl<P: Platform> Io<'_, '_, P> {
         l: &LiteConfig,
     ) -> Result<Option<Violation>, Error> {
         // Acquire: the slot and descriptor are read after the index that published them.
-        crate::shm::fence::acquire();
-        let head = self.region.read_u16(ring.avail_range().0 + 4)?;
+        let m = self.mem();
+        m.barrier(Barrier::Acquire);
+        let slot0 = ring.avail_range().0 + 4;
+        m.invalidate(slot0, 2);
+        let head = self.region.read_u16(slot0)?;
         if head >= ring.num() {
             return Ok(None); // pop_avail reports it
         }
+        m.invalidate(ring.desc(head), 16);
         let (addr, len, _) = ring.read_desc(&self.region, head)?;
         let found = self.platform.address_map().to_offset(addr, len as usize);
         let start = l.offsets().2;
@@ -290,9 +310,10 @@ impl<P: Platform> Io<'_, '_, P> {
         which: usize,
         fx: &mut Effects,
     ) {
-        let (o, l) = q.ring().used_range();
-        self.platform.cache_clean(self.region.base_addr() + o, l);
-        let want = !self.cfg.honour_no_interrupt || q.needs_notify(&self.region).unwrap_or(true);
+        // The used ring was cleaned by `push_used_with`, slot before index.
+        let want = !self.cfg.honour_no_interrupt
+            || q.needs_notify_with(&self.region, &self.mem())
+                .unwrap_or(true);
         if want {
             fx.notify[which] = true;
         } else {
@@ -412,9 +433,13 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
             }
             #[cfg(all(feature = "role-driver", feature = "layout-rsc-table"))]
             (Role::Driver, LayoutConfig::RscTable(r)) => {
+                io.invalidate_table(&r);
                 let vdev = r.read_vdev(&io.table)?;
                 let status = r.vdev_field(&vdev, vdev_field::STATUS);
                 io.table.write_u8(status, 0)?;
+                // The reset reaches the device before the rings are laid out again.
+                io.platform.cache_clean(io.table.base_addr() + status, 1);
+                io.platform.barrier(Barrier::Release);
                 io.table.write_u8(status, VIRTIO_CONFIG_S_ACKNOWLEDGE)?;
                 io.table
                     .write_u8(status, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER)?;
@@ -472,12 +497,20 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                 self.ns = g & (1 << VIRTIO_RPMSG_F_NS) != 0;
                 self.vdev = Some(vdev);
                 self.driver_setup(io, [r0, r1], [rx_pool, tx_pool])?;
+                // Features, vring addresses and rings reach the device before DRIVER_OK.
+                io.platform.cache_clean(
+                    io.table.base_addr() + r.table_offset,
+                    r.table_len
+                        .min(io.table.len().saturating_sub(r.table_offset)),
+                );
+                io.platform.barrier(Barrier::Release);
                 io.table.write_u8(
                     status,
                     VIRTIO_CONFIG_S_ACKNOWLEDGE
                         | VIRTIO_CONFIG_S_DRIVER
                         | VIRTIO_CONFIG_S_DRIVER_OK,
                 )?;
+                io.platform.cache_clean(io.table.base_addr() + status, 1);
                 self.driver_up(fx);
                 Ok(())
             }
@@ -589,12 +622,21 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                 rings[k].write_desc(&io.region, id, addr, p.size, flags)?;
             }
         }
+        let m = io.mem();
         for id in 0..pools[0].count {
             io.region.fill(pools[0].buffer(id), HEADER_LEN, 0)?;
-            rx.publish(&io.region, id)?;
+            m.clean(pools[0].buffer(id), HEADER_LEN);
+        }
+        // The zeroed rings and every descriptor reach the device before the first index
+        // that publishes any of them.
+        for r in &rings {
+            m.clean(r.base, r.layout.size);
+        }
+        for id in 0..pools[0].count {
+            rx.publish_with(&io.region, id, &m)?;
         }
         // No sender waits yet: ask the device not to interrupt us for returned tx buffers.
-        tx.set_no_interrupt(&io.region, true)?;
+        tx.set_no_interrupt_with(&io.region, true, &m)?;
         self.nfree = 0;
         for id in (0..pools[1].count).rev() {
             if let Some(f) = self.free.get_mut(self.nfree) {
@@ -602,11 +644,6 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                 self.nfree += 1;
             }
         }
-        let p = io.region.base_addr();
-        io.platform
-            .cache_clean(p + rings[0].base, rings[0].layout.size);
-        io.platform
-            .cache_clean(p + rings[1].base, rings[1].layout.size);
         self.queues = Queues::Driver {
             rx,
             tx,
@@ -638,6 +675,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                     return Ok(());
                 };
                 let kicked = io.kicked.load(Ordering::Acquire);
+                io.mem().invalidate(tx.ring().avail_idx_at(), 2);
                 let posted = tx.ring().avail_idx(&io.region)?;
                 if kicked || posted != 0 {
                     if posted != 0 {
@@ -661,6 +699,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                     Some(v) => r.vdev_field(&v, vdev_field::STATUS),
                     None => {
                         // Find the status byte once; the table shape is ours and stays put.
+                        io.invalidate_table(&r);
                         let v = r.read_vdev(&io.table)?;
                         self.vdev = Some(v);
                         r.vdev_field(&v, vdev_field::STATUS)
@@ -671,7 +710,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                     // The status is read after the index that showed the new session
                     // (acquire), so a `DRIVER_OK` seen below is the new session's: Linux
                     // zeroes the rings after writing 0 and before writing 0x07.
-                    crate::shm::fence::acquire();
+                    io.platform.barrier(Barrier::Acquire);
                 }
                 io.platform
                     .cache_invalidate(io.table.base_addr() + status_at, 1);
@@ -724,6 +763,8 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         io: &Io<'_, 'r, P>,
         r: &RscConfig,
     ) -> Result<(), Error> {
+        // What the driver wrote before DRIVER_OK (features, vring addresses): read afresh.
+        io.invalidate_table(r);
         let v = r.read_vdev(&io.table)?;
         let mut rings = [None, None];
         for (k, slot) in rings.iter_mut().enumerate() {
@@ -768,14 +809,8 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         }
         #[cfg(feature = "role-device")]
         if let Queues::Device { tx, rx } = &self.queues {
-            let base = io.region.base_addr();
-            return [tx, rx].into_iter().any(|q| {
-                let (u, _) = q.ring().used_range();
-                let (a, _) = q.ring().avail_range();
-                io.platform.cache_invalidate(base + u, 4);
-                io.platform.cache_invalidate(base + a, 4);
-                q.relaid(&io.region)
-            });
+            let m = io.mem();
+            return [tx, rx].into_iter().any(|q| q.relaid_with(&io.region, &m));
         }
         let _ = io;
         false
@@ -792,7 +827,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         io: &Io<'_, 'r, P>,
         fx: &mut Effects,
     ) -> Result<(), Error> {
-        #[cfg(feature = "role-device")]
+        #[cfg(all(feature = "role-device", feature = "layout-lite"))]
         let rings = match &self.queues {
             Queues::Device { tx, rx } => Some([*tx.ring(), *rx.ring()]),
             _ => None,
