@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::Geometry;
+use common::{Geometry, Memory};
+use rpmsg::testing::cache::Stale;
 use rpmsg::testing::peers::{LinuxRpmsg, LiteMaster, MasterStep, RawRing, RawTable, RscDriver};
 use rpmsg::testing::{Loopback, TestEnv, TestLink, TestMemory};
 use rpmsg::wire::ns::{NsFlags, NsRepr};
@@ -227,19 +228,20 @@ fn device_recovers_when_rpmsg_lite_master_reinitialises() {
 }
 
 /// The driver side: `Link::restart` lays the rings out again as a new session, in both
-/// layouts; the device follows (it never sees a status 0: the restart writes 0 and 0x07 in one
-/// call), old buffers and tokens fail with a typed error, announcements are made again.
+/// layouts, on coherent memory and on the non-coherent cache model; the device follows (it
+/// never sees a status 0: the restart writes 0 and 0x07 in one call), old buffers and tokens
+/// fail with a typed error, announcements are made again.
 #[test]
 fn driver_restart_starts_a_new_session_on_both_sides() {
-    for geo in [
+    for (geo, mem) in [
         Geometry::lite(LiteConfig::new(16, 496, 16)),
         Geometry::rsc(16, 16, false, 0x8000_0000),
-    ] {
-        let mut mem = TestMemory::new(geo.region_len());
-        let region = mem.region();
-        geo.prepare(&region);
-        let drv: TestLink<'_, 16> = geo.link(region, Role::Driver);
-        let dev: TestLink<'_, 16> = geo.link(region, Role::Device);
+    ]
+    .iter()
+    .flat_map(|g| Memory::both(g, Stale::Poison))
+    {
+        let drv: TestLink<'_, 16> = mem.link(&geo, Role::Driver);
+        let dev: TestLink<'_, 16> = mem.link(&geo, Role::Device);
         let d_ep = drv
             .create_endpoint(EndpointConfig::new().addr(0x400).dst(30).queue(4))
             .unwrap();
@@ -285,7 +287,7 @@ fn driver_restart_starts_a_new_session_on_both_sides() {
 
         drv.restart().unwrap();
         pump();
-        assert!(drv.is_up() && dev.is_up(), "{:?}", geo);
+        assert!(drv.is_up() && dev.is_up(), "{geo:?} on {mem:?}");
         assert_eq!((drv.stats().sessions, dev.stats().sessions), (2, 2));
         assert_eq!(d_ep.pending(), Ok(0));
         assert_eq!(v_ep.pending(), Ok(0));
