@@ -604,7 +604,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             return Err(Error::InCallback);
         }
         let mut n = 0;
+        // (up, sessions) at the first critical section, and sessions at the latest.
         let mut was_up = None;
+        let mut sessions = 0;
         // The caller record of the callback that just ran (see `enter_callback`).
         let mut inside: Option<Option<usize>> = None;
         // Bounded, so a peer that keeps publishing cannot keep us here: four rings' worth per
@@ -629,6 +631,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 // Device: is the driver there yet, or gone? Asked once per critical section,
                 // not per message (with a resource table it reads the status byte).
                 st.check_device_up(&self.io(), fx)?;
+                sessions = st.stats.sessions;
                 let next = loop {
                     match st.rx_step(&self.io(), fx) {
                         Ok(Next::Again) if n + 1 < budget => n += 1,
@@ -664,10 +667,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         r?;
         // Announcements are owed when the link came up, or a new session started while we
         // looked (a device follows a driver's re-probe without leaving `Up` in between).
-        let new_session = |(up, sessions): (bool, u32)| !up || self.stats().sessions != sessions;
-        if (was_up.is_none_or(new_session) || self.announce_owed.load(Ordering::Relaxed))
-            && self.is_up()
-        {
+        let new_session = was_up != Some((true, sessions));
+        if (new_session || self.announce_owed.load(Ordering::Relaxed)) && self.is_up() {
             self.flush_announcements();
         }
         Ok(n)
