@@ -489,8 +489,13 @@ fn echo_app(link: &VhostLink<'_>, echoed: &AtomicU64) -> Result<(), Error> {
                 loop {
                     match ep.recv(&mut buf, Timeout::Forever) {
                         Ok((n, src)) => {
-                            if ep.send_to(src, &buf[..n]).is_ok() {
-                                echoed.fetch_add(1, Ordering::Relaxed);
+                            // Counted before the echo is published, and taken back if the
+                            // send fails: the driver reads the count right after it receives
+                            // the echo (the ring's release/acquire orders the two), and a
+                            // count made after `send_to` returned could come later than that.
+                            echoed.fetch_add(1, Ordering::Relaxed);
+                            if ep.send_to(src, &buf[..n]).is_err() {
+                                echoed.fetch_sub(1, Ordering::Relaxed);
                             }
                         }
                         Err(Error::LinkDown) => {

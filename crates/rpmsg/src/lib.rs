@@ -17,7 +17,9 @@
 //!   [`virtqueue::DeviceQueue`]), with peer faults reported as [`Violation`]s.
 //! * [`layout`]: where rings and buffers lie (RPMsg-Lite's static layout or a resource table).
 //! * [`link`]: one connection ([`Link`]) in [`Role::Driver`] or [`Role::Device`]: link-up,
-//!   dispatch, sending, shutdown, counters.
+//!   dispatch, sending, shutdown, counters. Inside, a protocol engine (the link's state and
+//!   every step on it as `&mut self` methods, no lock, no I/O beyond the shared region and the
+//!   platform hooks) under the `Link` shell (the lock, waiting, callbacks, handles).
 //! * [`endpoint`], [`ns`], [`buffer`]: endpoints, the name service, zero-copy buffers.
 //! * [`compact`]: [`compact::Remote`], the device side of an RPMsg-Lite link cut down to
 //!   RPMsg-Lite's static remote API, for the smallest firmware (features `role-device` and

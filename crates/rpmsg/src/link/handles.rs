@@ -8,6 +8,7 @@ use crate::port::{Environment, Platform, Timeout};
 use crate::shm::SharedRegion;
 use crate::wire::ns::NsFlags;
 use crate::wire::rpmsg::HEADER_LEN;
+use core::sync::atomic::Ordering;
 use core::task::{Context, Poll};
 
 /// What buffers and endpoint handles need from their link, independent of its type parameters.
@@ -145,10 +146,53 @@ impl<P: Platform, E: Environment, const N: usize, const EPTS: usize> LinkCore
         buf: &mut [u8],
         timeout: Timeout,
     ) -> Result<(usize, u32), Error> {
-        self.poll()?;
-        self.wait_for(timeout, Error::NoBuffer, true, || {
-            self.with(|st, fx| st.recv_into(&self.io(), fx, slot, generation, buf))?
-        })
+        // Every look is a poll whose last critical section (the one that finds the rings
+        // drained) also takes our message: one section per look, waiting or not.
+        let mut deadline = None;
+        let mut counted = false;
+        let r = loop {
+            let mut got = None;
+            let polled = self.poll_rings(
+                None,
+                Some(&mut |st, fx| {
+                    got = Some(st.recv_into(&self.io(), fx, slot, generation, buf));
+                }),
+            );
+            let got = match (polled, got) {
+                (Err(e), _) => break Err(e),
+                (Ok(_), Some(got)) => got,
+                // The poll ended without draining the rings (its budget): look by itself.
+                (Ok(_), None) => self
+                    .with(|st, fx| st.recv_into(&self.io(), fx, slot, generation, buf))
+                    .and_then(|r| r),
+            };
+            match got {
+                Ok(Some(got)) => break Ok(got),
+                Err(e) => break Err(e),
+                Ok(None) => {}
+            }
+            if timeout == Timeout::NoWait {
+                break Err(Error::NoBuffer);
+            }
+            let now = self.env.now();
+            let deadline = *deadline.get_or_insert_with(|| timeout.deadline(now));
+            if !counted {
+                // Counted before the next look, so whoever makes progress after that look
+                // sees a waiter and wakes it (as `wait_for`).
+                counted = true;
+                self.waiters.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                break Err(Error::Timeout);
+            }
+            let nap = now.saturating_add(self.cfg.poll_interval);
+            self.env.wait(Some(deadline.map_or(nap, |d| d.min(nap))));
+        };
+        if counted {
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+        r
     }
 
     fn ep_poll_alloc(

@@ -563,7 +563,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     /// As [`Link::poll`].
     pub fn handle_notify(&self, id: u32) -> Result<usize, Error> {
         // Buffers may have come back without a message to dispatch: every waiter re-checks.
-        self.poll_rings(Some(id))
+        self.poll_rings(Some(id), None)
     }
 
     /// Takes the messages the peer has published (up to four rings' worth per call): queues
@@ -579,7 +579,7 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     /// [`Error::InCallback`] from inside one of this link's callbacks (see the
     /// [module docs](self)).
     pub fn poll(&self) -> Result<usize, Error> {
-        self.poll_rings(None)
+        self.poll_rings(None, None)
     }
 
     /// `poll`, and for a doorbell (`rung`: its notify id) also what `handle_notify` adds: the
@@ -590,7 +590,15 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
     /// callback in the critical section that hands the callback out, and forgotten in the
     /// next one (or, when there is none, in one of its own), so a callback costs no lock
     /// round trip of its own.
-    fn poll_rings(&self, rung: Option<u32>) -> Result<usize, Error> {
+    ///
+    /// `tail` runs in the critical section that finds the rings drained, if there is one
+    /// (not when the budget runs out or an error ends the poll): `Endpoint::recv` takes its
+    /// message there, without a critical section of its own.
+    fn poll_rings(
+        &self,
+        rung: Option<u32>,
+        mut tail: Option<Tail<'_, 'r, N, EPTS>>,
+    ) -> Result<usize, Error> {
         if self.in_callback() {
             if let Some(id) = rung {
                 // No messages taken here, but the doorbell still counts.
@@ -638,6 +646,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                         other => break other,
                     }
                 };
+                if let (Ok(Next::Idle), Some(tail)) = (&next, tail.as_deref_mut()) {
+                    tail(st, fx);
+                }
                 if let Ok(Next::Callback(..) | Next::Ns(..) | Next::NsBound(..)) = next {
                     // Counted before the context is recorded, and forgotten after:
                     // `in_callback` never misses a recorded context.
@@ -685,6 +696,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             .unwrap_or(false)
     }
 }
+
+/// Work for the critical section of a poll that finds the rings drained (see `poll_rings`).
+type Tail<'a, 'r, const N: usize, const EPTS: usize> =
+    &'a mut dyn FnMut(&mut State<'r, N, EPTS>, &mut Effects);
 
 /// A link identity no other link of this program has had or will have: a 64-bit counter
 /// bumped in a critical section (no compare-and-swap needed, so it works on cores without

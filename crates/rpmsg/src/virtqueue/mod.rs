@@ -661,6 +661,68 @@ impl<const N: usize> DriverQueue<N> {
         // Acquire: the element and the buffer are read after the index that published them;
         // pairs with the device's release before its `used.idx` store.
         m.barrier(Barrier::Acquire);
+        self.take_used(r, m).map(Some)
+    }
+
+    /// Takes every descriptor the device has returned by now, reading `used.idx` once (a
+    /// batch costs one read of that contended line, not one per entry): `f(id, used.len)` for
+    /// each, in ring order. `Ok(n)`: how many. A bad element is consumed and reported as
+    /// [`DriverQueue::pop_used`] does, ending the batch (call again for the rest); an index
+    /// that ran ahead by more than `num` is reported without consuming anything.
+    ///
+    /// # Errors
+    ///
+    /// The [`Violation`] found.
+    pub fn pop_used_all(
+        &mut self,
+        r: &SharedRegion<'_>,
+        f: impl FnMut(u16, u32),
+    ) -> Result<u16, Violation> {
+        self.pop_used_all_with(r, &Coherent, f)
+    }
+
+    /// [`DriverQueue::pop_used_all`] on a memory system `m`: the index is invalidated and
+    /// read once, then (after the acquire barrier) each element.
+    ///
+    /// # Errors
+    ///
+    /// As [`DriverQueue::pop_used_all`].
+    pub fn pop_used_all_with(
+        &mut self,
+        r: &SharedRegion<'_>,
+        m: &impl Coherence,
+        mut f: impl FnMut(u16, u32),
+    ) -> Result<u16, Violation> {
+        m.invalidate(self.ring.used(used::IDX), 2);
+        let idx = self.ring.used_idx(r)?;
+        let pending = idx.wrapping_sub(self.last_used);
+        if pending > self.ring.num() {
+            return Err(Violation::IndexJump {
+                idx,
+                shadow: self.last_used,
+                num: self.ring.num(),
+            });
+        }
+        if pending == 0 {
+            return Ok(0);
+        }
+        // Acquire: every element up to `idx`, and its buffer, is read after the index that
+        // published it; pairs with the device's release before its `used.idx` store.
+        m.barrier(Barrier::Acquire);
+        for _ in 0..pending {
+            let (id, len) = self.take_used(r, m)?;
+            f(id, len);
+        }
+        Ok(pending)
+    }
+
+    /// Reads and checks the element at `last_used`, which the caller saw published (after
+    /// the acquire barrier), and consumes it.
+    fn take_used(
+        &mut self,
+        r: &SharedRegion<'_>,
+        m: &impl Coherence,
+    ) -> Result<(u16, u32), Violation> {
         let slot = self.last_used & self.ring.mask();
         m.invalidate(self.ring.used(used::id(slot)), 8);
         // The element's id and len, with one bounds check.
@@ -679,7 +741,7 @@ impl<const N: usize> DriverQueue<N> {
             return Err(Violation::NotOutstanding { id: id16 });
         }
         self.out.set(id16, false);
-        Ok(Some((id16, len)))
+        Ok((id16, len))
     }
 }
 

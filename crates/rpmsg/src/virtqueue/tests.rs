@@ -160,3 +160,80 @@ fn item1_device_takes_used_index_at_first_pop_not_at_attach() {
         "continues after the pre-filled 2"
     );
 }
+
+/// `pop_used_all` takes a whole batch with one index read, in ring order and past the 16-bit
+/// wrap; a bad element in the middle ends the batch (consumed and reported, as `pop_used`
+/// does) and the next call takes the rest; an index jump consumes nothing.
+#[test]
+fn pop_used_all_takes_a_batch_and_stops_at_a_bad_element() {
+    let mut mem = TestMemory::new(4096);
+    let r = mem.region();
+    let v = ring(&r, 4);
+    let mut drv = DriverQueue::<4>::new(v).unwrap();
+    let mut dev = DeviceQueue::<4>::new(v).unwrap();
+    dev.attach(&r).unwrap();
+    for round in 0u32..20_000 {
+        for id in 0..4u16 {
+            v.write_desc(&r, id, 0x100 + u64::from(id) * 16, 16, 0)
+                .unwrap();
+            drv.publish(&r, id).unwrap();
+        }
+        for k in 0..4u16 {
+            let p = dev.pop_avail(&r).unwrap().unwrap();
+            dev.push_used(&r, p.id, round + u32::from(k)).unwrap();
+        }
+        let mut got = Vec::new();
+        assert_eq!(drv.pop_used_all(&r, |id, len| got.push((id, len))), Ok(4));
+        let want: Vec<_> = (0..4u16).map(|k| (k, round + u32::from(k))).collect();
+        assert_eq!(got, want, "round {round}");
+        assert_eq!(
+            drv.pop_used_all(&r, |_, _| panic!("nothing is left")),
+            Ok(0)
+        );
+    }
+    assert_eq!(drv.outstanding(), 0);
+
+    // Three returned, the second one not outstanding (the device returned id 0 twice).
+    for id in 0..3u16 {
+        drv.publish(&r, id).unwrap();
+    }
+    for _ in 0..3 {
+        dev.pop_avail(&r).unwrap().unwrap();
+    }
+    dev.push_used(&r, 0, 1).unwrap();
+    let used = v.base + v.layout.used;
+    let idx = r.read_u16(used + 2).unwrap();
+    // Forge a second element for id 0, then the genuine one for id 2.
+    let slot = |i: u16| used + 4 + 8 * usize::from(i & 3);
+    r.write_u32(slot(idx), 0).unwrap();
+    r.write_u32(slot(idx) + 4, 7).unwrap();
+    r.write_u32(slot(idx.wrapping_add(1)), 2).unwrap();
+    r.write_u32(slot(idx.wrapping_add(1)) + 4, 3).unwrap();
+    r.write_u16(used + 2, idx.wrapping_add(2)).unwrap();
+    let mut got = Vec::new();
+    assert_eq!(
+        drv.pop_used_all(&r, |id, len| got.push((id, len))),
+        Err(Violation::NotOutstanding { id: 0 })
+    );
+    assert_eq!(
+        got,
+        [(0, 1)],
+        "the good element before the bad one was taken"
+    );
+    got.clear();
+    assert_eq!(drv.pop_used_all(&r, |id, len| got.push((id, len))), Ok(1));
+    assert_eq!(got, [(2, 3)], "the next call takes the rest");
+
+    // An index that ran ahead by more than the ring holds consumes nothing.
+    let idx = r.read_u16(used + 2).unwrap();
+    r.write_u16(used + 2, idx.wrapping_add(5)).unwrap();
+    assert!(matches!(
+        drv.pop_used_all(&r, |_, _| panic!("nothing may be taken")),
+        Err(Violation::IndexJump { num: 4, .. })
+    ));
+    r.write_u16(used + 2, idx).unwrap();
+    assert_eq!(
+        drv.pop_used_all(&r, |_, _| panic!("nothing is left")),
+        Ok(0)
+    );
+}

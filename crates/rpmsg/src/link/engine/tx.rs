@@ -26,7 +26,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
             Queues::Device { rx, tx } => [rx.ring(), tx.ring()].map(|r| (r.base, r.layout.size)),
             _ => [(0, 0); 2],
         };
-        // Bounded: each round consumes one ring entry, and a ring holds at most N.
+        // Bounded: each round consumes at least one ring entry, and a ring holds at most N.
         for _ in 0..=N {
             match &mut self.queues {
                 Queues::None => return Err(Error::NotReady),
@@ -45,15 +45,20 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                             desc_len: pool.size,
                         }));
                     }
-                    match tx.pop_used_with(&io.region, &io.mem()) {
-                        Ok(None) => return Ok(None),
-                        Ok(Some((id, _))) if id < pool.count => {
-                            if let Some(f) = self.free.get_mut(self.nfree) {
+                    // Reclaim every returned buffer in one pass (one read of used.idx).
+                    let (free, nfree) = (&mut self.free, &mut self.nfree);
+                    let reclaimed = tx.pop_used_all_with(&io.region, &io.mem(), |id, _| {
+                        // Outstanding but not a pool buffer cannot happen: we only post pool ids.
+                        if id < pool.count {
+                            if let Some(f) = free.get_mut(*nfree) {
                                 *f = id;
-                                self.nfree += 1;
+                                *nfree += 1;
                             }
                         }
-                        Ok(Some(_)) => {}
+                    });
+                    match reclaimed {
+                        Ok(0) => return Ok(None),
+                        Ok(_) => {}
                         Err(v) if v.breaks_ring() => {
                             return Err(self.fatal(fx, v));
                         }
