@@ -17,6 +17,8 @@ use rpmsg::{
     Config, EndpointConfig, Error, Link, LiteConfig, Role, RscConfig, SharedRegion, Timeout,
     Violation,
 };
+use rpmsg::{HeldRx, RxBuffer};
+use std::sync::Mutex;
 
 type Dev<'r> = Link<'r, Loopback, TestEnv, 4, 4>;
 
@@ -58,6 +60,8 @@ fn next_ns(linux: &mut LinuxRpmsg<'_>) -> Option<NsRepr> {
 /// `IndexJump` (avail.idx 1 against our 4) and the link stayed `Broken`.
 #[test]
 fn device_recovers_from_a_linux_reprobe_it_did_not_see() {
+    let kept: Mutex<Vec<HeldRx>> = Mutex::new(Vec::new());
+    let keep = |msg: RxBuffer<'_>| kept.lock().unwrap().push(msg.into_held());
     let mut mem = TestMemory::new(0x2000);
     let r = mem.region();
     let (dev, mut linux) = linux_setup(r);
@@ -70,6 +74,8 @@ fn device_recovers_from_a_linux_reprobe_it_did_not_see() {
                 .announce(true)
                 .queue(4),
         )
+        .unwrap();
+    dev.create_endpoint(EndpointConfig::new().addr(31).callback(&keep))
         .unwrap();
     dev.start().unwrap();
     assert!(linux.probe(), "vring 0 kicked");
@@ -88,6 +94,16 @@ fn device_recovers_from_a_linux_reprobe_it_did_not_see() {
     }
     assert!(linux.send(0x400, 30, b"old"));
     dev.handle_notify(1).unwrap();
+    // Two more, kept past their callback as held tokens.
+    for _ in 0..2 {
+        assert!(linux.send(0x400, 31, b"held"));
+        dev.handle_notify(1).unwrap();
+    }
+    let (held_a, held_b) = {
+        let mut k = kept.lock().unwrap();
+        (k.pop().expect("held"), k.pop().expect("held"))
+    };
+    assert_eq!(dev.stats().held, 3, "two tokens and the queued message");
     let mut old_tx = ep.alloc_tx(Timeout::NoWait).unwrap();
     old_tx.write(0, b"old session").unwrap();
 
@@ -113,7 +129,14 @@ fn device_recovers_from_a_linux_reprobe_it_did_not_see() {
     let before = snapshot();
     assert_eq!(old_tx.write(0, b"stale"), Err(Error::LinkDown));
     assert_eq!(old_tx.send_to(0x400, 5).unwrap_err().error, Error::LinkDown);
-    assert_eq!(snapshot(), before, "the old buffer wrote nothing");
+    // The held tokens of the old session read nothing and give nothing back.
+    assert!(matches!(dev.resume_held(held_a), Ok(None)));
+    dev.release_held(held_b).unwrap();
+    assert_eq!(
+        snapshot(),
+        before,
+        "the old buffer and tokens wrote nothing"
+    );
     // The new session carries messages both ways, from the rings' start.
     for k in 0..6u8 {
         assert!(linux.send(0x400, 30, &[k; 2]));
