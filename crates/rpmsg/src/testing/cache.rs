@@ -29,10 +29,9 @@
 
 extern crate std;
 
-use super::TestMemory;
 use crate::shm::SharedRegion;
 use crate::wire::vring::{VringLayout, avail, used};
-use std::boxed::Box;
+use core::sync::atomic::AtomicU8;
 use std::format;
 use std::string::String;
 use std::sync::Mutex;
@@ -84,27 +83,53 @@ pub struct CacheModel {
     line: usize,
     len: usize,
     stale: Stale,
-    views: [SharedRegion<'static>; 2],
+    /// Each core's copy.
+    views: [AlignedBytes; 2],
     inner: Mutex<Inner>,
+}
+
+/// Zeroed bytes with an 8-aligned run of `len` in them, for a region (no `unsafe`, no leak).
+#[derive(Debug)]
+pub struct AlignedBytes {
+    cells: Vec<AtomicU8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBytes {
+    /// `len` zero bytes.
+    pub fn new(len: usize) -> Self {
+        let cells: Vec<AtomicU8> = (0..len + 8).map(|_| AtomicU8::new(0)).collect();
+        let start = cells.as_ptr().align_offset(8);
+        Self { cells, start, len }
+    }
+
+    /// The region over them.
+    ///
+    /// # Panics
+    ///
+    /// Never: the run is 8-aligned.
+    pub fn region(&self) -> SharedRegion<'_> {
+        SharedRegion::from_atomics(&self.cells[self.start..self.start + self.len])
+            .unwrap_or_else(|_| unreachable!("8-aligned"))
+    }
 }
 
 const POISON: u8 = 0xA5;
 
 impl CacheModel {
-    /// Two cores with `line`-byte cache lines over a `len`-byte region of zeroes. The views'
-    /// memory is leaked (a test's lifetime).
+    /// Two cores with `line`-byte cache lines over a `len`-byte region of zeroes.
     ///
     /// # Panics
     ///
     /// When `line` is not a power of two.
     pub fn new(len: usize, line: usize, stale: Stale) -> std::sync::Arc<Self> {
         assert!(line.is_power_of_two());
-        let view = || Box::leak(Box::new(TestMemory::new(len))).region();
         std::sync::Arc::new(Self {
             line,
             len,
             stale,
-            views: [view(), view()],
+            views: [AlignedBytes::new(len), AlignedBytes::new(len)],
             inner: Mutex::new(Inner {
                 ram: std::vec![0; len],
                 snap: [std::vec![0; len], std::vec![0; len]],
@@ -116,8 +141,8 @@ impl CacheModel {
     }
 
     /// Core `side`'s view of the region (0 and 1): what its link is built on.
-    pub fn view(&self, side: usize) -> SharedRegion<'static> {
-        self.views[side]
+    pub fn view(&self, side: usize) -> SharedRegion<'_> {
+        self.views[side].region()
     }
 
     /// Makes what core `side` wrote into its view before the links started (a resource table,
@@ -129,8 +154,8 @@ impl CacheModel {
     pub fn settle_from(&self, side: usize) {
         let mut g = self.lock();
         let mut bytes = std::vec![0u8; self.len];
-        self.views[side].copy_out(0, &mut bytes).unwrap();
-        self.views[1 - side].copy_in(0, &bytes).unwrap();
+        self.view(side).copy_out(0, &mut bytes).unwrap();
+        self.view(1 - side).copy_in(0, &bytes).unwrap();
         g.snap = [bytes.clone(), bytes.clone()];
         g.ram = bytes;
     }
@@ -175,7 +200,7 @@ impl CacheModel {
 
     fn read(&self, side: usize, s: usize, e: usize) -> Vec<u8> {
         let mut b = std::vec![0u8; e - s];
-        self.views[side].copy_out(s, &mut b).unwrap();
+        self.view(side).copy_out(s, &mut b).unwrap();
         b
     }
 
@@ -240,7 +265,7 @@ impl CacheModel {
             // A buffer line the other core wrote too (allowed above) keeps its writes.
             if self.stale == Stale::Poison && !self.dirty(&g, other, s, e) {
                 let p = std::vec![POISON; e - s];
-                self.views[other].copy_in(s, &p).unwrap();
+                self.view(other).copy_in(s, &p).unwrap();
                 g.snap[other][s..e].copy_from_slice(&p);
             }
         }
@@ -257,7 +282,7 @@ impl CacheModel {
                 ));
             }
             let fresh = g.ram[s..e].to_vec();
-            self.views[side].copy_in(s, &fresh).unwrap();
+            self.view(side).copy_in(s, &fresh).unwrap();
             g.snap[side][s..e].copy_from_slice(&fresh);
             g.stats.invalidated += 1;
         }
