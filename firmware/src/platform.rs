@@ -6,9 +6,17 @@
 //! table is a peer address, never one this core can dereference. The M4 of QEMU has no data
 //! cache; the cache hooks count their calls and check that each one covers local addresses
 //! inside the region and that every doorbell follows a clean.
+//!
+//! The barrier is the Cortex-M one ([`Platform::barrier`]): `dmb` for every kind. On M
+//! profile `dmb` orders all explicit memory accesses for every observer in the system (there
+//! are no shareability domains to name, unlike the `dmb ish` that `core::sync::atomic::fence`
+//! gives on Cortex-A/R), which is what a peer core needs. A Cortex-M7 running its data cache
+//! over the shared memory cleans and invalidates with the SCB by-address operations, which
+//! complete only at a `dsb`: its `barrier` is `dsb` for [`Barrier::Release`] (the slot's
+//! clean completes before the index store) and `dmb` for the others.
 
 use core::sync::atomic::{AtomicU32, Ordering};
-use rpmsg::{LinearMap, Platform, SharedRegion};
+use rpmsg::{Barrier, LinearMap, Platform, SharedRegion};
 
 /// Where the peer sees the shared region (a bus alias on a real two-core part).
 pub const PEER_BASE: u64 = 0x6000_0000;
@@ -57,6 +65,8 @@ pub struct HookStats {
     pub notifies_without_clean: u32,
     /// Clean or invalidate calls outside the region and the table section (must stay 0).
     pub outside_region: u32,
+    /// `barrier` calls (a `dmb` each).
+    pub barriers: u32,
 }
 
 /// The platform of one side of the self-test.
@@ -71,6 +81,7 @@ pub struct QemuPlatform<'d> {
     cleans_at_notify: AtomicU32,
     notifies_without_clean: AtomicU32,
     outside_region: AtomicU32,
+    barriers: AtomicU32,
     /// Other memory shared with the peer: the resource table's own section.
     table: (usize, usize),
 }
@@ -98,6 +109,7 @@ impl<'d> QemuPlatform<'d> {
             cleans_at_notify: AtomicU32::new(0),
             notifies_without_clean: AtomicU32::new(0),
             outside_region: AtomicU32::new(0),
+            barriers: AtomicU32::new(0),
             table: (region.base_addr(), region.len()),
         }
     }
@@ -110,6 +122,7 @@ impl<'d> QemuPlatform<'d> {
             notifies: self.notifies.load(Ordering::Relaxed),
             notifies_without_clean: self.notifies_without_clean.load(Ordering::Relaxed),
             outside_region: self.outside_region.load(Ordering::Relaxed),
+            barriers: self.barriers.load(Ordering::Relaxed),
         }
     }
 
@@ -147,5 +160,10 @@ impl Platform for QemuPlatform<'_> {
     fn cache_invalidate(&self, addr: usize, len: usize) {
         self.check_local(addr, len);
         self.invalidates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn barrier(&self, _kind: Barrier) {
+        self.barriers.fetch_add(1, Ordering::Relaxed);
+        cortex_m::asm::dmb();
     }
 }

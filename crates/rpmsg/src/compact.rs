@@ -76,7 +76,7 @@ use crate::link::LinkStats;
 use crate::ns::NsKind;
 use crate::port::{AddressMap, Platform};
 use crate::shm::{AccessError, SharedRegion};
-use crate::virtqueue::{DeviceQueue, Violation, Vring};
+use crate::virtqueue::{DeviceQueue, Mem, Violation, Vring};
 use crate::wire::ns::{Name, NsFlags, NsRepr};
 use crate::wire::rpmsg::{
     HEADER_LEN, RPMSG_ADDR_ANY, RPMSG_NS_ADDR, RPMSG_RESERVED_ADDRESSES, RpmsgRepr,
@@ -522,8 +522,7 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
     /// Looks for the driver; attaches both rings when it is there.
     fn attach(&mut self) -> Result<bool, Stopped> {
         let region = self.region;
-        let (o, l) = self.s.queues[TX].ring().avail_range();
-        self.invalidate(o, l);
+        self.invalidate(self.s.queues[TX].ring().avail_idx_at(), 2);
         let idx = self.s.queues[TX].ring().avail_idx(&region);
         if self.s.kicked || self.access(idx)? != 0 {
             for q in 0..2 {
@@ -585,16 +584,15 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
     /// Makes ring `q`'s used ring (and what it returns) visible, then rings its doorbell
     /// (always: an RPMsg-Lite master sets `VRING_AVAIL_F_NO_INTERRUPT` and still needs it).
     fn notify(&mut self, q: usize) {
-        let (offset, len) = self.s.queues[q].ring().used_range();
-        self.platform
-            .cache_clean(self.region.base_addr() + offset, len);
+        // The used ring was cleaned by `push_used_with`, element before index.
         self.platform.notify(self.s.ids[q]);
         self.s.stats.doorbells = self.s.stats.doorbells.wrapping_add(1);
     }
 
     /// Returns buffer `id` on ring `q`'s used ring with `len`.
     fn give_back(&mut self, q: usize, id: u16, len: u32) -> Result<(), Stopped> {
-        let pushed = self.s.queues[q].push_used(&self.region, id, len);
+        let m = Mem::new(&self.platform, &self.region);
+        let pushed = self.s.queues[q].push_used_with(&self.region, id, len, &m);
         self.ring(pushed)
     }
 
@@ -614,9 +612,8 @@ impl<P: Platform, const N: usize> Tx<'_, P, N> {
     ///   this message is not taken at all ([`Taken::TooSmall`]).
     fn take(&mut self, q: usize, need: usize) -> Result<Taken, Stopped> {
         let region = self.region;
-        let (o, l) = self.s.queues[q].ring().avail_range();
-        self.invalidate(o, l);
-        let p = match self.s.queues[q].pop_avail(&region) {
+        let m = Mem::new(&self.platform, &region);
+        let p = match self.s.queues[q].pop_avail_with(&region, &m) {
             Ok(None) => return Ok(Taken::Nothing),
             Ok(Some(p)) => p,
             Err(v) => {

@@ -138,7 +138,9 @@ pub use error::Error;
 pub use layout::{LayoutConfig, LiteConfig, RscConfig};
 pub use link::{Config, Link, LinkStats, Role};
 pub use ns::{Announcement, NsCallbacks, NsHandler, NsKind, NsQueue};
-pub use port::{AddressMap, Environment, Instant, LinearMap, Platform, SegmentMap, Timeout};
+pub use port::{
+    AddressMap, Barrier, Environment, Instant, LinearMap, Platform, SegmentMap, Timeout,
+};
 pub use shm::SharedRegion;
 pub use virtqueue::Violation;
 pub use wire::rpmsg::{RPMSG_ADDR_ANY, RPMSG_NS_ADDR};

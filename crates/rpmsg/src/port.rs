@@ -132,6 +132,21 @@ impl<const K: usize> AddressMap for SegmentMap<K> {
     }
 }
 
+/// A memory barrier between our accesses to shared memory, as the ring protocol needs it.
+/// [`Platform::barrier`] chooses the instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Barrier {
+    /// Before the store of a ring index: everything written before it (descriptor, buffer,
+    /// ring slot, and their cache cleaning) reaches the other core first.
+    Release,
+    /// After the load of a ring index: what is read after it (slot, descriptor, buffer) is at
+    /// least what the other core wrote before publishing that index.
+    Acquire,
+    /// Between our index store and the load of the other core's notification-suppression
+    /// flag (and between a flag store and an index load): stores before, loads after.
+    Full,
+}
+
 /// What the chip provides.
 ///
 /// `Sync`, because a link is shared by the contexts that use it (the doorbell interrupt and
@@ -158,6 +173,24 @@ pub trait Platform: Sync {
     /// other core wrote. Default: nothing.
     fn cache_invalidate(&self, addr: usize, len: usize) {
         let _ = (addr, len);
+    }
+
+    /// The barrier `kind` over shared memory. The link calls it between a ring slot and its
+    /// index (and around the suppression flags), after cleaning what the index publishes.
+    ///
+    /// Default: `core::sync::atomic::fence` (release, acquire, sequentially consistent),
+    /// enough for two cores in one inner-shareable domain (an SMP host, the tests). On
+    /// AArch64 and ARMv7-A/R that fence is `dmb ish`, which does not order accesses seen by a
+    /// core outside the inner-shareable domain: a Linux host talking to a Cortex-M or R5
+    /// (or the R5 talking back) supplies `dmb osh` for all three kinds, as Linux's
+    /// `dma_wmb`/`dma_rmb`/`mb` on such memory do, and `dsb sy` when its `cache_clean` and
+    /// `cache_invalidate` use `dc cvac`/`dc ivac` (cache maintenance is complete only after a
+    /// `dsb`), so the clean of a slot completes before the index store. A Cortex-M7 with its
+    /// data cache on uses `dsb` after SCB clean/invalidate; a Cortex-M without a cache needs
+    /// only `dmb` (`firmware/` shows one). It runs inside the link's critical sections: it must
+    /// not block.
+    fn barrier(&self, kind: Barrier) {
+        crate::virtqueue::Coherence::barrier(&crate::virtqueue::Coherent, kind);
     }
 }
 

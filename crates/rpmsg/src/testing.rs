@@ -5,6 +5,7 @@
 
 extern crate std;
 
+pub mod cache;
 pub mod peers;
 
 use crate::endpoint::{Endpoint, EndpointConfig};
@@ -47,6 +48,8 @@ impl TestMemory {
 pub struct Loopback {
     map: LinearMap,
     notifies: [AtomicU32; 2],
+    /// The non-coherent memory system this side's cache hooks drive, and which core we are.
+    cache: Option<(std::sync::Arc<cache::CacheModel>, usize)>,
 }
 
 impl Loopback {
@@ -63,7 +66,16 @@ impl Loopback {
                 len: region.len(),
             },
             notifies: [AtomicU32::new(0), AtomicU32::new(0)],
+            cache: None,
         }
+    }
+
+    /// Core `side` of `model` (its link is built on `model.view(side)`), the peer seeing the
+    /// region at `base`: the cache hooks clean and invalidate that core's lines.
+    pub fn non_coherent(model: std::sync::Arc<cache::CacheModel>, side: usize, base: u64) -> Self {
+        let mut p = Self::with_base(model.view(side), base);
+        p.cache = Some((model, side));
+        p
     }
 
     /// Doorbells rung so far for notify ids with an even and an odd number.
@@ -84,6 +96,18 @@ impl Platform for Loopback {
 
     fn notify(&self, id: u32) {
         self.notifies[(id & 1) as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn cache_clean(&self, addr: usize, len: usize) {
+        if let Some((m, side)) = &self.cache {
+            m.clean(*side, addr - m.view(*side).base_addr(), len);
+        }
+    }
+
+    fn cache_invalidate(&self, addr: usize, len: usize) {
+        if let Some((m, side)) = &self.cache {
+            m.invalidate(*side, addr - m.view(*side).base_addr(), len);
+        }
     }
 }
 

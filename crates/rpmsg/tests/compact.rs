@@ -2111,9 +2111,9 @@ fn covered(log: &[Event], before: usize, clean: bool, off: usize, len: usize) ->
 }
 
 /// Cache maintenance for a non-coherent core: before reading what the driver wrote (the avail
-/// ring, a message's header and payload) the remote invalidates it, and before each doorbell it
-/// cleans what it wrote (the message it sent, the used ring it updated). The callback runs
-/// after the payload was invalidated.
+/// index, the slot, the descriptor, a message's header and payload) the remote invalidates
+/// it, and it cleans what it wrote in publish order (the message, the used element, then the
+/// used index) before each doorbell. The callback runs after the payload was invalidated.
 #[test]
 fn cache_maintenance_before_every_read_and_doorbell() {
     let lite = LiteConfig::DEFAULT;
@@ -2134,8 +2134,16 @@ fn cache_maintenance_before_every_read_and_doorbell() {
         m.start();
         assert_eq!(remote.poll(), Ok(0));
         let layout = m.rings[0].layout;
-        let avail = |ring: usize| (ring + layout.avail, 6 + 2 * usize::from(layout.num));
-        let used = |ring: usize| (ring + layout.used, 6 + 8 * usize::from(layout.num));
+        // avail.idx; used.idx; used element 0; avail slot 0; descriptor `id`.
+        let avail = |ring: usize| (ring + layout.avail + 2, 2);
+        let used = |ring: usize| (ring + layout.used + 2, 2);
+        let elem = |ring: usize| (ring + layout.used + 4, 8);
+        let slot = |ring: usize| (ring + layout.avail + 4, 2);
+        let desc = |ring: usize, id: usize| (ring + 16 * id, 16);
+        // Where in `l` a clean covering `r` comes first.
+        let cleaned = |l: &[Event], r: (usize, usize)| {
+            (0..=l.len()).find(|&k| k > 0 && covered(l, k, true, r.0, r.1))
+        };
         let (r0, r1) = (0, lite.vring_size);
         {
             let l = log.lock().unwrap();
@@ -2158,9 +2166,16 @@ fn cache_maintenance_before_every_read_and_doorbell() {
                 covered(&l, bell, true, m.rx_buf(0), 16 + 6),
                 "message cleaned: {l:?}"
             );
+            assert!(covered(&l, bell, false, slot(r0).0, slot(r0).1), "{l:?}");
+            assert!(covered(&l, bell, false, desc(r0, 0).0, 16), "{l:?}");
             assert!(
                 covered(&l, bell, true, used(r0).0, used(r0).1),
-                "used ring cleaned: {l:?}"
+                "used index cleaned: {l:?}"
+            );
+            assert!(
+                cleaned(&l, elem(r0)).expect("element cleaned")
+                    < cleaned(&l, used(r0)).expect("index cleaned"),
+                "element cleaned before the index: {l:?}"
             );
         }
 
@@ -2188,7 +2203,12 @@ fn cache_maintenance_before_every_read_and_doorbell() {
         );
         assert!(
             covered(&l, bell, true, used(r1).0, used(r1).1),
-            "used ring cleaned: {l:?}"
+            "used index cleaned: {l:?}"
+        );
+        assert!(
+            cleaned(&l, elem(r1)).expect("element cleaned")
+                < cleaned(&l, used(r1)).expect("index cleaned"),
+            "element cleaned before the index: {l:?}"
         );
     });
 }

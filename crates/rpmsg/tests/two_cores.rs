@@ -13,12 +13,13 @@
 
 mod common;
 
-use common::{Geometry, MAX_PAYLOAD, announce_svc_and_lone, check_payload, fill_payload};
+use common::{Geometry, MAX_PAYLOAD, Memory, announce_svc_and_lone, check_payload, fill_payload};
 use rpmsg::port::CriticalSectionRawMutex;
-use rpmsg::testing::{TestLink, TestMemory};
+use rpmsg::testing::TestLink;
+use rpmsg::testing::cache::Stale;
 use rpmsg::{
     Announcement, Endpoint, EndpointConfig, Error, HeldRx, LinkStats, LiteConfig, NsKind, NsQueue,
-    Role, RxBuffer, RxHandler, SharedRegion, Timeout, TxBuffer,
+    Role, RxBuffer, RxHandler, Timeout, TxBuffer,
 };
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -258,7 +259,7 @@ fn quota(per_dir: u64, k: usize) -> u64 {
 /// share and checks what arrives until both sides are done.
 fn run_side<const N: usize>(
     geo: &Geometry,
-    region: SharedRegion<'_>,
+    mem: &Memory,
     role: Role,
     shared: &Shared,
     per_dir: u64,
@@ -279,7 +280,7 @@ fn run_side<const N: usize>(
         }),
         shared,
     });
-    let link: TestLink<'_, N> = geo.link(region, role);
+    let link: TestLink<'_, N> = mem.link(geo, role);
     let eps: Vec<Endpoint<'_>> = (0..3)
         .map(|k| {
             let mut c = EndpointConfig::new().dst(peer.addr(k));
@@ -442,20 +443,42 @@ fn assert_clean(stats: &LinkStats, who: &str) {
 }
 
 /// Runs `per_dir` messages each way between a driver and a device thread over `geo`.
+/// Once on coherent memory, once on the cache model (stale lines keep their old bytes: with a
+/// thread per core, a line may be written back between one core's invalidation and its read).
 fn stress<const N: usize>(name: &str, geo: Geometry, per_dir: u64, device_first: bool) {
+    for (geo, mem) in Memory::both(&geo, Stale::Keep) {
+        // The model costs 3x to 15x the time per message: past the index wrap is enough there.
+        let per_dir = if mem.cached() {
+            per_dir.min(100_000)
+        } else {
+            per_dir
+        };
+        stress_on::<N>(
+            &format!("{name} on {mem:?}"),
+            &geo,
+            &mem,
+            per_dir,
+            device_first,
+        );
+    }
+}
+
+fn stress_on<const N: usize>(
+    name: &str,
+    geo: &Geometry,
+    mem: &Memory,
+    per_dir: u64,
+    device_first: bool,
+) {
     let _serial = serial();
-    let mut mem = TestMemory::new(geo.region_len());
-    let region = mem.region();
-    geo.prepare(&region);
     let shared = Shared::new(HANG_GUARD);
     let t0 = Instant::now();
     let (drv, dev) = std::thread::scope(|s| {
-        let (shared, geo) = (&shared, &geo);
-        let d = s
-            .spawn(move || run_side::<N>(geo, region, Role::Driver, shared, per_dir, device_first));
-        let v = s.spawn(move || {
-            run_side::<N>(geo, region, Role::Device, shared, per_dir, !device_first)
-        });
+        let shared = &shared;
+        let d =
+            s.spawn(move || run_side::<N>(geo, mem, Role::Driver, shared, per_dir, device_first));
+        let v =
+            s.spawn(move || run_side::<N>(geo, mem, Role::Device, shared, per_dir, !device_first));
         (d.join(), v.join())
     });
     let elapsed = t0.elapsed();
@@ -490,11 +513,13 @@ fn stress<const N: usize>(name: &str, geo: Geometry, per_dir: u64, device_first:
     assert!(per_dir > 65_536, "too short to wrap the ring indices");
     let [r0, r1] = geo.rings();
     let wrapped = per_dir as u16;
-    assert_eq!(r1.avail_idx(&region).unwrap(), wrapped, "vring 1 avail.idx");
-    assert_eq!(r1.used_idx(&region).unwrap(), wrapped, "vring 1 used.idx");
-    assert_eq!(r0.used_idx(&region).unwrap(), wrapped, "vring 0 used.idx");
+    // Each index as the core that writes it sees it.
+    let (driver, device) = (mem.region(Role::Driver), mem.region(Role::Device));
+    assert_eq!(r1.avail_idx(&driver).unwrap(), wrapped, "vring 1 avail.idx");
+    assert_eq!(r1.used_idx(&device).unwrap(), wrapped, "vring 1 used.idx");
+    assert_eq!(r0.used_idx(&device).unwrap(), wrapped, "vring 0 used.idx");
     assert_eq!(
-        r0.avail_idx(&region).unwrap(),
+        r0.avail_idx(&driver).unwrap(),
         wrapped.wrapping_add(geo.num()),
         "vring 0 avail.idx: the initial buffers plus one return per message"
     );
@@ -578,20 +603,25 @@ fn pump(a: &TestLink<'_, 16>, b: &TestLink<'_, 16>) {
 }
 
 /// Runs `f` with a started driver and device (16 entries per ring) in each geometry.
-fn each_geometry(mut f: impl FnMut(&Geometry, SharedRegion<'_>)) {
+/// In each, both on coherent memory and on the non-coherent cache model (stale lines read as
+/// poison: these tests run both cores in one thread).
+fn each_geometry(mut f: impl FnMut(&Geometry, &Memory)) {
     for geo in geometries() {
-        let mut mem = TestMemory::new(geo.region_len());
-        let region = mem.region();
-        geo.prepare(&region);
-        f(&geo, region);
+        for (geo, mem) in Memory::both(&geo, Stale::Poison) {
+            eprintln!("{geo:?} on {mem:?}");
+            f(&geo, &mem);
+            if let Some(s) = mem.cache_stats() {
+                assert!(s.written_back > 0 && s.invalidated > 0, "{s:?}");
+            }
+        }
     }
 }
 
 #[test]
 fn zero_copy_both_ways() {
-    each_geometry(|geo, region| {
-        let drv: TestLink<'_, 16> = geo.link(region, Role::Driver);
-        let dev: TestLink<'_, 16> = geo.link(region, Role::Device);
+    each_geometry(|geo, mem| {
+        let drv: TestLink<'_, 16> = mem.link(geo, Role::Driver);
+        let dev: TestLink<'_, 16> = mem.link(geo, Role::Device);
         let d_ep = drv
             .create_endpoint(EndpointConfig::new().addr(0x400).dst(0x500).queue(8))
             .unwrap();
@@ -674,11 +704,11 @@ fn zero_copy_both_ways() {
 
 #[test]
 fn callback_keeps_buffers_with_into_held_until_released() {
-    each_geometry(|geo, region| {
+    each_geometry(|geo, mem| {
         let kept: Mutex<Vec<HeldRx>> = Mutex::new(Vec::new());
         let keep = |msg: RxBuffer<'_>| kept.lock().unwrap().push(msg.into_held());
-        let drv: TestLink<'_, 16> = geo.link(region, Role::Driver);
-        let dev: TestLink<'_, 16> = geo.link(region, Role::Device);
+        let drv: TestLink<'_, 16> = mem.link(geo, Role::Driver);
+        let dev: TestLink<'_, 16> = mem.link(geo, Role::Device);
         let d_ep = drv
             .create_endpoint(EndpointConfig::new().dst(0x500))
             .unwrap();
@@ -742,15 +772,15 @@ fn callback_keeps_buffers_with_into_held_until_released() {
 fn full_queue_backpressures_the_sender_without_loss() {
     let _serial = serial();
     const MESSAGES: u64 = 20_000;
-    for geo in geometries() {
-        let mut mem = TestMemory::new(geo.region_len());
-        let region = mem.region();
-        geo.prepare(&region);
+    for (geo, mem) in geometries()
+        .into_iter()
+        .flat_map(|g| Memory::both(&g, Stale::Keep))
+    {
         let started = AtomicBool::new(false);
         let (drv, dev) = std::thread::scope(|s| {
-            let (geo, started) = (&geo, &started);
+            let (geo, started, mem) = (&geo, &started, &mem);
             let sender = s.spawn(move || {
-                let drv: TestLink<'_, 16> = geo.link(region, Role::Driver);
+                let drv: TestLink<'_, 16> = mem.link(geo, Role::Driver);
                 let ep = drv
                     .create_endpoint(EndpointConfig::new().addr(0x400).dst(0x500))
                     .unwrap();
@@ -772,7 +802,7 @@ fn full_queue_backpressures_the_sender_without_loss() {
                 drv.stats()
             });
             let reader = s.spawn(move || {
-                let dev: TestLink<'_, 16> = geo.link(region, Role::Device);
+                let dev: TestLink<'_, 16> = mem.link(geo, Role::Device);
                 let ep = dev
                     .create_endpoint(EndpointConfig::new().addr(0x500).queue(1))
                     .unwrap();
@@ -826,10 +856,10 @@ fn announced(q: &Ns) -> Vec<(String, u32, NsKind)> {
 
 #[test]
 fn name_service_binds_both_directions() {
-    each_geometry(|geo, region| {
+    each_geometry(|geo, mem| {
         let (drv_q, dev_q) = (Ns::new(), Ns::new());
-        let drv: TestLink<'_, 16> = geo.link(region, Role::Driver);
-        let dev: TestLink<'_, 16> = geo.link(region, Role::Device);
+        let drv: TestLink<'_, 16> = mem.link(geo, Role::Driver);
+        let dev: TestLink<'_, 16> = mem.link(geo, Role::Device);
         drv.set_ns_handler(&drv_q).unwrap();
         dev.set_ns_handler(&dev_q).unwrap();
         // Created before link-up: announced when it comes up.
@@ -993,10 +1023,10 @@ fn assert_all_down(link: &TestLink<'_, 16>, ep: &Endpoint<'_>) {
 
 #[test]
 fn driver_shutdown_reaches_the_device() {
-    each_geometry(|geo, region| {
+    each_geometry(|geo, mem| {
         let dev_q = Ns::new();
-        let drv: TestLink<'_, 16> = geo.link(region, Role::Driver);
-        let dev: TestLink<'_, 16> = geo.link(region, Role::Device);
+        let drv: TestLink<'_, 16> = mem.link(geo, Role::Driver);
+        let dev: TestLink<'_, 16> = mem.link(geo, Role::Device);
         dev.set_ns_handler(&dev_q).unwrap();
         let (svc, lone) = announce_svc_and_lone(&drv);
         let client = dev
@@ -1040,7 +1070,11 @@ fn driver_shutdown_reaches_the_device() {
                 assert!(dev.is_up());
             }
             Some(status) => {
-                assert_eq!(region.read_u8(status).unwrap(), 0, "status reset");
+                assert_eq!(
+                    mem.region(Role::Driver).read_u8(status).unwrap(),
+                    0,
+                    "status reset"
+                );
                 assert!(!dev.is_up(), "the device saw the reset");
                 assert_eq!(
                     client.try_send(b"x").unwrap_err(),
@@ -1057,7 +1091,7 @@ fn driver_shutdown_reaches_the_device() {
                 );
 
                 // A new driver session brings the device back up.
-                let drv2: TestLink<'_, 16> = geo.link(region, Role::Driver);
+                let drv2: TestLink<'_, 16> = mem.link(geo, Role::Driver);
                 let again = drv2
                     .create_endpoint(EndpointConfig::new().name("svc").unwrap().announce(true))
                     .unwrap();
@@ -1083,10 +1117,10 @@ fn pump_one(link: &TestLink<'_, 16>) {
 
 #[test]
 fn device_shutdown_reaches_the_driver() {
-    each_geometry(|geo, region| {
+    each_geometry(|geo, mem| {
         let drv_q = Ns::new();
-        let drv: TestLink<'_, 16> = geo.link(region, Role::Driver);
-        let dev: TestLink<'_, 16> = geo.link(region, Role::Device);
+        let drv: TestLink<'_, 16> = mem.link(geo, Role::Driver);
+        let dev: TestLink<'_, 16> = mem.link(geo, Role::Device);
         drv.set_ns_handler(&drv_q).unwrap();
         let (svc, lone) = announce_svc_and_lone(&dev);
         let client = drv

@@ -312,6 +312,7 @@ fn check_hooks(name: &str, role: Role, s: HookStats) -> Result<(), ()> {
         "doorbell without a clean before it"
     );
     ensure!(s.outside_region == 0, "cache hook outside the region");
+    ensure!(s.barriers > 0, "the platform's barrier was never used");
     let missed = MISSED_INVALIDATES.load(Ordering::Relaxed);
     ensure!(
         missed == 0,

@@ -450,6 +450,8 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                 self.with(|st, _| match &st.queues {
                     Queues::Driver { tx, .. } => {
                         let r = tx.ring();
+                        self.platform
+                            .cache_invalidate(self.region.base_addr() + r.used_idx_at(), 2);
                         (r.used_idx(&self.region).ok() == r.avail_idx(&self.region).ok())
                             .then_some(())
                     }
@@ -470,7 +472,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             if let (Role::Driver, LayoutConfig::RscTable(r), Some(v)) =
                 (self.cfg.role, self.cfg.layout, st.vdev)
             {
-                let _ = self.table.write_u8(r.vdev_field(&v, vdev_field::STATUS), 0);
+                let status = r.vdev_field(&v, vdev_field::STATUS);
+                let _ = self.table.write_u8(status, 0);
+                self.platform
+                    .cache_clean(self.table.base_addr() + status, 1);
             }
             st.phase = Phase::Down;
             fx.wake = true;

@@ -534,6 +534,27 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
         Ok(())
     }
 
+    /// Driver: starts a new session over the same memory, as after a restart of the other
+    /// core (the platform or host reports the device gone or restarted). The rings are laid
+    /// out again from zero, the receive buffers posted again, the status written again (with
+    /// a resource table: 0, `ACKNOWLEDGE`, `DRIVER`, the features and vring addresses, then
+    /// `DRIVER_OK`), vring 0 kicked; endpoints stay, and those that were announced are
+    /// announced again. Everything of the old session is forgotten: its queued messages are
+    /// not delivered, and its transmit buffers and held tokens fail with
+    /// [`Error::LinkDown`] and never touch shared memory. A device of ours recognises the new
+    /// session whether or not it saw the status byte change (see `Link::poll`). Works from any
+    /// phase but [`Link::shutdown`]'s, including after an [`Error::PeerViolation`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a device link (a device follows the driver; it cannot restart
+    /// it), [`Error::LinkDown`] after a shutdown, and as [`Link::start`].
+    pub fn restart(&self) -> Result<(), Error> {
+        self.with(|st, fx| st.restart_locked(&self.io(), fx))??;
+        self.flush_announcements();
+        Ok(())
+    }
+
     /// Handles a doorbell for notify id `id`: call it from the inter-core interrupt. Takes every
     /// published message, wakes waiters. An id this link does not know is ignored.
     ///
@@ -591,7 +612,9 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             return Err(Error::InCallback);
         }
         let mut n = 0;
+        // (up, sessions) at the first critical section, and sessions at the latest.
         let mut was_up = None;
+        let mut sessions = 0;
         // The caller record of the callback that just ran (see `enter_callback`).
         let mut inside: Option<Option<usize>> = None;
         // Bounded, so a peer that keeps publishing cannot keep us here: four rings' worth per
@@ -612,10 +635,11 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
                     }
                     fx.wake = true;
                 }
-                was_up.get_or_insert(matches!(st.phase, Phase::Up));
+                was_up.get_or_insert((matches!(st.phase, Phase::Up), st.stats.sessions));
                 // Device: is the driver there yet, or gone? Asked once per critical section,
                 // not per message (with a resource table it reads the status byte).
                 st.check_device_up(&self.io(), fx)?;
+                sessions = st.stats.sessions;
                 let next = loop {
                     match st.rx_step(&self.io(), fx) {
                         Ok(Next::Again) if n + 1 < budget => n += 1,
@@ -652,7 +676,10 @@ impl<'r, P: Platform, E: Environment, const N: usize, const EPTS: usize> Link<'r
             self.dispatching.fetch_sub(1, Ordering::SeqCst);
         }
         r?;
-        if (was_up != Some(true) || self.announce_owed.load(Ordering::Relaxed)) && self.is_up() {
+        // Announcements are owed when the link came up, or a new session started while we
+        // looked (a device follows a driver's re-probe without leaving `Up` in between).
+        let new_session = was_up != Some((true, sessions));
+        if (new_session || self.announce_owed.load(Ordering::Relaxed)) && self.is_up() {
             self.flush_announcements();
         }
         Ok(n)

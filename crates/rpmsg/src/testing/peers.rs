@@ -486,3 +486,129 @@ impl RscDriver<'_> {
             .unwrap();
     }
 }
+
+/// Linux as the driver of a resource-table vdev: `remoteproc_virtio` with `virtio_rpmsg_bus`
+/// on top, played write by write. [`LinuxRpmsg::probe`] replays a (re-)probe in the kernel's
+/// order (wire.md 8.2 steps 3 to 5: `rproc_virtio_reset` writes status 0, the virtio core
+/// writes 0x01 then 0x03 and `gfeatures`; `rp_find_vq` zeroes each vring and writes its `da`;
+/// `rpmsg_probe` posts every receive buffer on vring 0, suppresses vring 1's interrupts, then
+/// writes 0x07 and kicks vring 0 if the device asked for kicks). None of these writes rings a
+/// doorbell except the last kick, so a device that only looks on a doorbell never sees the 0.
+/// [`LinuxRpmsg::send`] and [`LinuxRpmsg::recv`] then do what `rpmsg_send` and
+/// `rpmsg_recv_done` do.
+#[derive(Debug)]
+pub struct LinuxRpmsg<'r> {
+    /// The table and vdev the driver writes.
+    pub drv: RscDriver<'r>,
+    /// Vring 0 (Linux receives) and vring 1 (Linux sends).
+    pub rings: [RawRing<'r>; 2],
+    /// Region offset of the receive buffers; the transmit buffers follow them.
+    pub pool: usize,
+    /// Buffers per direction (`num_bufs / 2`).
+    pub count: u16,
+    /// Buffer size (512).
+    pub size: u32,
+    /// `gfeatures` written at probe (bit 0: the name service).
+    pub features: u32,
+    /// Transmit buffers never used yet (`last_sbuf`).
+    last_sbuf: u16,
+    /// `last_used_idx` of vring 0 and vring 1.
+    cons: [u16; 2],
+    /// Vring 0 kicks rung so far.
+    pub kicks: u32,
+}
+
+impl<'r> LinuxRpmsg<'r> {
+    /// A driver over the vdev at `drv.vdev`, rings placed at `rings`, `count` buffers each way
+    /// from `pool`.
+    pub fn new(drv: RscDriver<'r>, rings: [RawRing<'r>; 2], pool: usize, count: u16) -> Self {
+        Self {
+            drv,
+            rings,
+            pool,
+            count,
+            size: 512,
+            features: 1,
+            last_sbuf: 0,
+            cons: [0; 2],
+            kicks: 0,
+        }
+    }
+
+    /// A whole (re-)probe in Linux's order of writes. Returns whether it kicked vring 0.
+    pub fn probe(&mut self) -> bool {
+        let t = self.drv.table;
+        let s = self.drv.vdev + vdev_field::STATUS;
+        // rproc_virtio_reset, then virtio_add_status(ACKNOWLEDGE), (DRIVER).
+        t.write_u8(s, 0).unwrap();
+        self.drv.begin();
+        t.write_u32(self.drv.vdev + vdev_field::GFEATURES, self.features)
+            .unwrap();
+        // rp_find_vq: memset(addr, 0, vring_size) and rsc->vring[i].da, for each ring.
+        for (k, ring) in self.rings.iter().enumerate() {
+            ring.r.fill(ring.base, ring.l.size, 0).unwrap();
+            t.write_u32(self.drv.vdev + vdev_field::vring(k), ring.base as u32)
+                .unwrap();
+        }
+        // rpmsg_probe: virtqueue_add_inbuf for every receive buffer (descriptors from the free
+        // list, 0 upwards), virtqueue_disable_cb(svq), then virtqueue_kick_prepare.
+        let [v0, v1] = self.rings;
+        for j in 0..self.count {
+            let off = self.pool + self.size as usize * usize::from(j);
+            v0.desc(j, off as u64, self.size, VRING_DESC_F_WRITE);
+            v0.publish(j);
+        }
+        v1.avail_flags(VRING_AVAIL_F_NO_INTERRUPT);
+        let notify = v0.used_flags() & VRING_USED_F_NO_NOTIFY == 0;
+        self.last_sbuf = 0;
+        self.cons = [0; 2];
+        // virtio_device_ready: DRIVER_OK; then virtqueue_notify.
+        self.drv.driver_ok();
+        if notify {
+            self.kicks += 1;
+        }
+        notify
+    }
+
+    /// `rpmsg_send` without blocking: a never-used transmit buffer first, then one the device
+    /// returned; header and payload; the descriptor (length 16 + payload, flags 0); published.
+    /// `false` when no buffer is free.
+    pub fn send(&mut self, src: u32, dst: u32, payload: &[u8]) -> bool {
+        let v1 = self.rings[1];
+        let id = if self.last_sbuf < self.count {
+            self.last_sbuf += 1;
+            self.last_sbuf - 1
+        } else if v1.used_idx() != self.cons[1] {
+            let (id, _) = v1.used_elem(self.cons[1]);
+            self.cons[1] = self.cons[1].wrapping_add(1);
+            u16::try_from(id).unwrap()
+        } else {
+            return false;
+        };
+        let off = self.pool + self.size as usize * usize::from(self.count + id);
+        write_msg(&v1.r, off, src, dst, payload, 0);
+        v1.desc(id, off as u64, 16 + payload.len() as u32, 0);
+        v1.publish(id);
+        true
+    }
+
+    /// `rpmsg_recv_done` for one message: the next used element of vring 0, its header and
+    /// payload, the buffer posted again. `None` when there is none.
+    pub fn recv(&mut self) -> Option<(u32, u32, Vec<u8>)> {
+        let v0 = self.rings[0];
+        if v0.used_idx() == self.cons[0] {
+            return None;
+        }
+        let (id, len) = v0.used_elem(self.cons[0]);
+        self.cons[0] = self.cons[0].wrapping_add(1);
+        let id = u16::try_from(id).unwrap();
+        let (addr, _) = v0.read_desc(id);
+        let off = usize::try_from(addr).unwrap();
+        let h = header(&v0.r, off);
+        let n = usize::from(h.len).min(len as usize - 16);
+        let mut data = std::vec![0u8; n];
+        v0.r.copy_out(off + 16, &mut data).unwrap();
+        v0.publish(id);
+        Some((h.src, h.dst, data))
+    }
+}

@@ -15,6 +15,7 @@
 //! Capacity `N` bounds the queue size we accept (`num <= N`); it sizes the per-descriptor
 //! bookkeeping, so a 2-entry MCU link pays for 2 entries, not 256.
 
+use crate::port::{Barrier, Platform};
 use crate::shm::{AccessError, SharedRegion, fence};
 use crate::wire::vring::{
     VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY, VringLayout, avail, used,
@@ -27,6 +28,76 @@ mod index_tests;
 mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
+
+/// How a queue reaches shared memory beyond the region's accessors: the cache maintenance and
+/// the barriers of the memory system. Offsets are region offsets.
+///
+/// Every queue operation cleans what it wrote and invalidates what it is about to read of the
+/// ring (index, slot, element, descriptor, flags) in publish order: slot written and cleaned,
+/// [`Barrier::Release`], index written and cleaned; index invalidated and read,
+/// [`Barrier::Acquire`], slot invalidated and read. The buffers are the caller's. The plain
+/// methods (`publish`, `pop_avail`, ...) use [`Coherent`]; the `_with` forms take the
+/// platform's (the link passes its `Platform`'s hooks).
+pub trait Coherence {
+    /// Writes back `len` bytes at region offset `offset` (a store the peer must see).
+    fn clean(&self, offset: usize, len: usize);
+    /// Discards our cached copy of `len` bytes at `offset` (before reading what the peer wrote).
+    fn invalidate(&self, offset: usize, len: usize);
+    /// Orders our shared-memory accesses as `kind` says.
+    fn barrier(&self, kind: Barrier);
+}
+
+/// Coherent shared memory (or uncached): no maintenance, the language's fences.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Coherent;
+
+impl Coherence for Coherent {
+    #[inline(always)]
+    fn clean(&self, _offset: usize, _len: usize) {}
+    #[inline(always)]
+    fn invalidate(&self, _offset: usize, _len: usize) {}
+    #[inline(always)]
+    fn barrier(&self, kind: Barrier) {
+        match kind {
+            Barrier::Release => fence::release(),
+            Barrier::Acquire => fence::acquire(),
+            Barrier::Full => fence::full(),
+        }
+    }
+}
+
+/// A [`Platform`]'s cache hooks and barrier as the queues need them: region offsets turned
+/// into our addresses.
+pub(crate) struct Mem<'a, P> {
+    platform: &'a P,
+    base: usize,
+}
+
+impl<'a, P: Platform> Mem<'a, P> {
+    /// `platform`'s memory system over `region`.
+    #[inline(always)]
+    pub(crate) fn new(platform: &'a P, region: &SharedRegion<'_>) -> Self {
+        Self {
+            platform,
+            base: region.base_addr(),
+        }
+    }
+}
+
+impl<P: Platform> Coherence for Mem<'_, P> {
+    #[inline(always)]
+    fn clean(&self, offset: usize, len: usize) {
+        self.platform.cache_clean(self.base + offset, len);
+    }
+    #[inline(always)]
+    fn invalidate(&self, offset: usize, len: usize) {
+        self.platform.cache_invalidate(self.base + offset, len);
+    }
+    #[inline(always)]
+    fn barrier(&self, kind: Barrier) {
+        self.platform.barrier(kind);
+    }
+}
 
 /// A fault of the peer found in the rings. Each names the offending values.
 // A 4-byte tag: every payload then starts 4-aligned, so a violation moves between results,
@@ -279,6 +350,16 @@ impl Vring {
         )
     }
 
+    /// Region offset of `avail.idx`.
+    pub fn avail_idx_at(&self) -> usize {
+        self.avail(avail::IDX)
+    }
+
+    /// Region offset of `used.idx`.
+    pub fn used_idx_at(&self) -> usize {
+        self.used(used::IDX)
+    }
+
     /// Writes descriptor `i`.
     pub fn write_desc(
         &self,
@@ -444,6 +525,21 @@ impl<const N: usize> DriverQueue<N> {
     /// [`Violation::IdOutOfRange`] or [`Violation::AlreadyHeld`] on our own misuse (never the
     /// peer's), [`Violation::OutOfRegion`] if the ring is not in the region.
     pub fn publish(&mut self, r: &SharedRegion<'_>, id: u16) -> Result<(), Violation> {
+        self.publish_with(r, id, &Coherent)
+    }
+
+    /// [`DriverQueue::publish`] on a memory system `m`: the descriptor and the slot are
+    /// cleaned before the release barrier, the index after its store.
+    ///
+    /// # Errors
+    ///
+    /// As [`DriverQueue::publish`].
+    pub fn publish_with(
+        &mut self,
+        r: &SharedRegion<'_>,
+        id: u16,
+        m: &impl Coherence,
+    ) -> Result<(), Violation> {
         if id >= self.ring.num() {
             return Err(Violation::IdOutOfRange {
                 id: u32::from(id),
@@ -454,31 +550,56 @@ impl<const N: usize> DriverQueue<N> {
             return Err(Violation::AlreadyHeld { id });
         }
         let slot = self.avail_idx & self.ring.mask();
-        r.write_u16(self.ring.avail(avail::ring(slot)), id)?;
+        let at = self.ring.avail(avail::ring(slot));
+        r.write_u16(at, id)?;
+        m.clean(self.ring.desc(id), 16);
+        m.clean(at, 2);
         // Release: the descriptor, the buffer and the slot are visible before the index that
         // hands them over; pairs with the device's acquire after it reads `avail.idx`
         // (virtio 1.2 section 2.7.13.3).
-        fence::release();
+        m.barrier(Barrier::Release);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         r.write_u16(self.ring.avail(avail::IDX), self.avail_idx)?;
+        m.clean(self.ring.avail(avail::IDX), 2);
         self.out.set(id, true);
         Ok(())
     }
 
     /// Whether the device wants a notification now (it did not set `VRING_USED_F_NO_NOTIFY`).
     pub fn needs_notify(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
+        self.needs_notify_with(r, &Coherent)
+    }
+
+    /// [`DriverQueue::needs_notify`] on a memory system `m`.
+    pub fn needs_notify_with(
+        &self,
+        r: &SharedRegion<'_>,
+        m: &impl Coherence,
+    ) -> Result<bool, Violation> {
         // Full fence: our `avail.idx` store is ordered before the `used.flags` load, so a device
         // that clears NO_NOTIFY and then re-checks `avail.idx` cannot miss both (3.7 step 5).
-        fence::full();
+        m.barrier(Barrier::Full);
+        m.invalidate(self.ring.used(used::FLAGS), 2);
         Ok(r.read_u16(self.ring.used(used::FLAGS))? & VRING_USED_F_NO_NOTIFY == 0)
     }
 
     /// Asks the device not to interrupt us (`VRING_AVAIL_F_NO_INTERRUPT`), or to interrupt again.
     pub fn set_no_interrupt(&self, r: &SharedRegion<'_>, on: bool) -> Result<(), Violation> {
+        self.set_no_interrupt_with(r, on, &Coherent)
+    }
+
+    /// [`DriverQueue::set_no_interrupt`] on a memory system `m`.
+    pub fn set_no_interrupt_with(
+        &self,
+        r: &SharedRegion<'_>,
+        on: bool,
+        m: &impl Coherence,
+    ) -> Result<(), Violation> {
         r.write_u16(
             self.ring.avail(avail::FLAGS),
             if on { VRING_AVAIL_F_NO_INTERRUPT } else { 0 },
         )?;
+        m.clean(self.ring.avail(avail::FLAGS), 2);
         Ok(())
     }
 
@@ -487,15 +608,34 @@ impl<const N: usize> DriverQueue<N> {
     /// before sleeping on the used ring; without the fence the flag store and the index load
     /// may pass each other and the interrupt be lost (the loom model shows it).
     pub fn enable_interrupt(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
-        self.set_no_interrupt(r, false)?;
+        self.enable_interrupt_with(r, &Coherent)
+    }
+
+    /// [`DriverQueue::enable_interrupt`] on a memory system `m`.
+    pub fn enable_interrupt_with(
+        &self,
+        r: &SharedRegion<'_>,
+        m: &impl Coherence,
+    ) -> Result<bool, Violation> {
+        self.set_no_interrupt_with(r, false, m)?;
         // Full fence: the flag store is ordered before the `used.idx` load; pairs with the
         // device's full fence between its `used.idx` store and its flag load.
-        fence::full();
-        self.has_used(r)
+        m.barrier(Barrier::Full);
+        self.has_used_with(r, m)
     }
 
     /// Whether the device has returned something we have not taken yet.
     pub fn has_used(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
+        self.has_used_with(r, &Coherent)
+    }
+
+    /// [`DriverQueue::has_used`] on a memory system `m`.
+    pub fn has_used_with(
+        &self,
+        r: &SharedRegion<'_>,
+        m: &impl Coherence,
+    ) -> Result<bool, Violation> {
+        m.invalidate(self.ring.used(used::IDX), 2);
         Ok(self.ring.used_idx(r)? != self.last_used)
     }
 
@@ -509,6 +649,21 @@ impl<const N: usize> DriverQueue<N> {
     ///
     /// The [`Violation`] found.
     pub fn pop_used(&mut self, r: &SharedRegion<'_>) -> Result<Option<(u16, u32)>, Violation> {
+        self.pop_used_with(r, &Coherent)
+    }
+
+    /// [`DriverQueue::pop_used`] on a memory system `m`: the index is invalidated and read,
+    /// then (after the acquire barrier) the element.
+    ///
+    /// # Errors
+    ///
+    /// As [`DriverQueue::pop_used`].
+    pub fn pop_used_with(
+        &mut self,
+        r: &SharedRegion<'_>,
+        m: &impl Coherence,
+    ) -> Result<Option<(u16, u32)>, Violation> {
+        m.invalidate(self.ring.used(used::IDX), 2);
         let idx = self.ring.used_idx(r)?;
         let pending = idx.wrapping_sub(self.last_used);
         if pending == 0 {
@@ -523,8 +678,8 @@ impl<const N: usize> DriverQueue<N> {
         }
         // Acquire: the element and the buffer are read after the index that published them;
         // pairs with the device's release before its `used.idx` store.
-        fence::acquire();
-        self.take_used(r).map(Some)
+        m.barrier(Barrier::Acquire);
+        self.take_used(r, m).map(Some)
     }
 
     /// Takes every descriptor the device has returned by now, reading `used.idx` once (a
@@ -539,8 +694,24 @@ impl<const N: usize> DriverQueue<N> {
     pub fn pop_used_all(
         &mut self,
         r: &SharedRegion<'_>,
+        f: impl FnMut(u16, u32),
+    ) -> Result<u16, Violation> {
+        self.pop_used_all_with(r, &Coherent, f)
+    }
+
+    /// [`DriverQueue::pop_used_all`] on a memory system `m`: the index is invalidated and
+    /// read once, then (after the acquire barrier) each element.
+    ///
+    /// # Errors
+    ///
+    /// As [`DriverQueue::pop_used_all`].
+    pub fn pop_used_all_with(
+        &mut self,
+        r: &SharedRegion<'_>,
+        m: &impl Coherence,
         mut f: impl FnMut(u16, u32),
     ) -> Result<u16, Violation> {
+        m.invalidate(self.ring.used(used::IDX), 2);
         let idx = self.ring.used_idx(r)?;
         let pending = idx.wrapping_sub(self.last_used);
         if pending > self.ring.num() {
@@ -555,18 +726,23 @@ impl<const N: usize> DriverQueue<N> {
         }
         // Acquire: every element up to `idx`, and its buffer, is read after the index that
         // published it; pairs with the device's release before its `used.idx` store.
-        fence::acquire();
+        m.barrier(Barrier::Acquire);
         for _ in 0..pending {
-            let (id, len) = self.take_used(r)?;
+            let (id, len) = self.take_used(r, m)?;
             f(id, len);
         }
         Ok(pending)
     }
 
     /// Reads and checks the element at `last_used`, which the caller saw published (after
-    /// the acquire fence), and consumes it.
-    fn take_used(&mut self, r: &SharedRegion<'_>) -> Result<(u16, u32), Violation> {
+    /// the acquire barrier), and consumes it.
+    fn take_used(
+        &mut self,
+        r: &SharedRegion<'_>,
+        m: &impl Coherence,
+    ) -> Result<(u16, u32), Violation> {
         let slot = self.last_used & self.ring.mask();
+        m.invalidate(self.ring.used(used::id(slot)), 8);
         // The element's id and len, with one bounds check.
         let [id, len] = r.read_words(self.ring.used(used::id(slot)))?;
         self.last_used = self.last_used.wrapping_add(1);
@@ -671,6 +847,42 @@ impl<const N: usize> DeviceQueue<N> {
         Ok(())
     }
 
+    /// Whether the driver has laid this ring out again for a new session (see
+    /// docs/architecture.md, "Sessions and epochs"). Two signs, either enough:
+    ///
+    /// * the used ring no longer holds the index we last stored there (only the device writes
+    ///   `used.idx` within a session; a re-laid ring is zeroed, or an RPMsg-Lite master
+    ///   pre-fills it). Not before we have taken the used index in this session
+    ///   ([`DeviceQueue::attach`]): until then we hold no used position to contradict;
+    /// * `avail.idx` went back behind our position to a fresh ring's state: at most `num`,
+    ///   with `used.idx` 0. Within a session `avail.idx` never goes back; a fresh ring is
+    ///   what Linux's `rp_find_vq` leaves (zeroed, then only buffers posted).
+    ///
+    /// A hostile jump of `avail.idx` forwards shows neither and stays an `IndexJump`.
+    pub fn relaid(&self, r: &SharedRegion<'_>) -> bool {
+        self.relaid_with(r, &Coherent)
+    }
+
+    /// [`DeviceQueue::relaid`] on a memory system `m`.
+    pub fn relaid_with(&self, r: &SharedRegion<'_>, m: &impl Coherence) -> bool {
+        m.invalidate(self.ring.used(used::IDX), 2);
+        let Ok(used) = self.ring.used_idx(r) else {
+            return false;
+        };
+        if self.used_known && used != self.used_idx {
+            return true;
+        }
+        if self.last_avail == 0 || used != 0 {
+            return false;
+        }
+        m.invalidate(self.ring.avail(avail::IDX), 2);
+        let Ok(avail) = self.ring.avail_idx(r) else {
+            return false;
+        };
+        let back = self.last_avail.wrapping_sub(avail);
+        back != 0 && back <= self.last_avail && avail <= self.ring.num()
+    }
+
     /// Descriptors we hold now.
     pub fn held(&self) -> u16 {
         self.held.count
@@ -678,6 +890,16 @@ impl<const N: usize> DeviceQueue<N> {
 
     /// Whether the driver has made something available we have not taken.
     pub fn has_avail(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
+        self.has_avail_with(r, &Coherent)
+    }
+
+    /// [`DeviceQueue::has_avail`] on a memory system `m`.
+    pub fn has_avail_with(
+        &self,
+        r: &SharedRegion<'_>,
+        m: &impl Coherence,
+    ) -> Result<bool, Violation> {
+        m.invalidate(self.ring.avail(avail::IDX), 2);
         Ok(self.ring.avail_idx(r)? != self.last_avail)
     }
 
@@ -691,6 +913,21 @@ impl<const N: usize> DeviceQueue<N> {
     ///
     /// The [`Violation`] found.
     pub fn pop_avail(&mut self, r: &SharedRegion<'_>) -> Result<Option<Popped>, Violation> {
+        self.pop_avail_with(r, &Coherent)
+    }
+
+    /// [`DeviceQueue::pop_avail`] on a memory system `m`: the index is invalidated and read,
+    /// then (after the acquire barrier) the slot and the descriptor.
+    ///
+    /// # Errors
+    ///
+    /// As [`DeviceQueue::pop_avail`].
+    pub fn pop_avail_with(
+        &mut self,
+        r: &SharedRegion<'_>,
+        m: &impl Coherence,
+    ) -> Result<Option<Popped>, Violation> {
+        m.invalidate(self.ring.avail(avail::IDX), 2);
         let idx = self.ring.avail_idx(r)?;
         let pending = idx.wrapping_sub(self.last_avail);
         if pending == 0 {
@@ -705,14 +942,16 @@ impl<const N: usize> DeviceQueue<N> {
         }
         // Acquire: the slot, descriptor and buffer are read after the index that published
         // them; pairs with the driver's release before its `avail.idx` store.
-        fence::acquire();
+        m.barrier(Barrier::Acquire);
         if !self.used_known {
             // The driver's first publication of this session: whatever it wrote into the used
             // ring during its set-up is visible now (see `attach`).
+            m.invalidate(self.ring.used(used::IDX), 2);
             self.used_idx = self.ring.used_idx(r)?;
             self.used_known = true;
         }
         let slot = self.last_avail & self.ring.mask();
+        m.invalidate(self.ring.avail(avail::ring(slot)), 2);
         let id = r.read_u16(self.ring.avail(avail::ring(slot)))?;
         self.last_avail = self.last_avail.wrapping_add(1);
         if id >= self.ring.num() {
@@ -724,6 +963,7 @@ impl<const N: usize> DeviceQueue<N> {
         if self.held.get(id) {
             return Err(Violation::AlreadyHeld { id });
         }
+        m.invalidate(self.ring.desc(id), 16);
         let (addr, len, flags) = self.ring.read_desc(r, id)?;
         self.held.set(id, true);
         Ok(Some(Popped {
@@ -749,25 +989,53 @@ impl<const N: usize> DeviceQueue<N> {
     /// [`Violation::NotOutstanding`] if we do not hold `id` (our own misuse, refused rather
     /// than corrupting the ring), [`Violation::OutOfRegion`] if the ring is not in the region.
     pub fn push_used(&mut self, r: &SharedRegion<'_>, id: u16, len: u32) -> Result<(), Violation> {
+        self.push_used_with(r, id, len, &Coherent)
+    }
+
+    /// [`DeviceQueue::push_used`] on a memory system `m`: the element is cleaned before the
+    /// release barrier, the index after its store.
+    ///
+    /// # Errors
+    ///
+    /// As [`DeviceQueue::push_used`].
+    pub fn push_used_with(
+        &mut self,
+        r: &SharedRegion<'_>,
+        id: u16,
+        len: u32,
+        m: &impl Coherence,
+    ) -> Result<(), Violation> {
         if !self.held.get(id) {
             return Err(Violation::NotOutstanding { id });
         }
         let slot = self.used_idx & self.ring.mask();
         // The element: id, then len.
         r.write_words(self.ring.used(used::id(slot)), [u32::from(id), len])?;
+        m.clean(self.ring.used(used::id(slot)), 8);
         // Release: the element and what we wrote into the buffer are visible before the index
         // that returns them; pairs with the driver's acquire after it reads `used.idx`.
-        fence::release();
+        m.barrier(Barrier::Release);
         self.used_idx = self.used_idx.wrapping_add(1);
         r.write_u16(self.ring.used(used::IDX), self.used_idx)?;
+        m.clean(self.ring.used(used::IDX), 2);
         self.held.set(id, false);
         Ok(())
     }
 
     /// Whether the driver wants an interrupt now (it did not set `VRING_AVAIL_F_NO_INTERRUPT`).
     pub fn needs_notify(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
+        self.needs_notify_with(r, &Coherent)
+    }
+
+    /// [`DeviceQueue::needs_notify`] on a memory system `m`.
+    pub fn needs_notify_with(
+        &self,
+        r: &SharedRegion<'_>,
+        m: &impl Coherence,
+    ) -> Result<bool, Violation> {
         // Full fence: our `used.idx` store is ordered before the `avail.flags` load (3.7 step 5).
-        fence::full();
+        m.barrier(Barrier::Full);
+        m.invalidate(self.ring.avail(avail::FLAGS), 2);
         Ok(r.read_u16(self.ring.avail(avail::FLAGS))? & VRING_AVAIL_F_NO_INTERRUPT == 0)
     }
 
@@ -775,19 +1043,39 @@ impl<const N: usize> DeviceQueue<N> {
     /// meanwhile: clears `VRING_USED_F_NO_NOTIFY`, full fence, re-reads `avail.idx`. Call it
     /// before sleeping on the available ring (virtio's enable-notification step).
     pub fn enable_notify(&self, r: &SharedRegion<'_>) -> Result<bool, Violation> {
-        self.set_no_notify(r, false)?;
+        self.enable_notify_with(r, &Coherent)
+    }
+
+    /// [`DeviceQueue::enable_notify`] on a memory system `m`.
+    pub fn enable_notify_with(
+        &self,
+        r: &SharedRegion<'_>,
+        m: &impl Coherence,
+    ) -> Result<bool, Violation> {
+        self.set_no_notify_with(r, false, m)?;
         // Full fence: the flag store is ordered before the `avail.idx` load; pairs with the
         // driver's full fence between its `avail.idx` store and its flag load.
-        fence::full();
-        self.has_avail(r)
+        m.barrier(Barrier::Full);
+        self.has_avail_with(r, m)
     }
 
     /// Asks the driver not to notify us (`VRING_USED_F_NO_NOTIFY`), or to notify again.
     pub fn set_no_notify(&self, r: &SharedRegion<'_>, on: bool) -> Result<(), Violation> {
+        self.set_no_notify_with(r, on, &Coherent)
+    }
+
+    /// [`DeviceQueue::set_no_notify`] on a memory system `m`.
+    pub fn set_no_notify_with(
+        &self,
+        r: &SharedRegion<'_>,
+        on: bool,
+        m: &impl Coherence,
+    ) -> Result<(), Violation> {
         r.write_u16(
             self.ring.used(used::FLAGS),
             if on { VRING_USED_F_NO_NOTIFY } else { 0 },
         )?;
+        m.clean(self.ring.used(used::FLAGS), 2);
         Ok(())
     }
 }

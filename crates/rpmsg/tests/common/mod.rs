@@ -8,6 +8,7 @@
 )]
 
 use rpmsg::port::{LinearMap, StdEnvironment};
+use rpmsg::testing::cache::{AlignedBytes, CacheModel, CacheStats, Stale};
 use rpmsg::testing::{Loopback, TestEnv, TestLink, TestMemory};
 use rpmsg::virtqueue::Vring;
 use rpmsg::wire::rsc::{
@@ -102,6 +103,26 @@ impl Geometry {
             }),
             base,
         }
+    }
+
+    /// The same geometry made fit for a non-coherent memory system with `line`-byte cache
+    /// lines: vrings aligned to at least a line (so one side's avail ring and the other's used
+    /// ring never share one) and RPMsg-Lite buffers a whole number of lines. Real systems
+    /// need this too; the cache model refuses two writers in one line.
+    pub(crate) fn for_cache_lines(&self, line: usize) -> Self {
+        let kind = match self.kind {
+            Kind::Lite(l) => {
+                let align = l.vring_align.max(line);
+                let mut c = LiteConfig::new(l.buffer_count, 0, align);
+                c.buffer_size = l.buffer_size.next_multiple_of(line as u32);
+                c.link_id = l.link_id;
+                Kind::Lite(c)
+            }
+            Kind::Rsc(r) => {
+                return Self::rsc(r.num, r.align.max(line as u32), r.fixed_da, self.base);
+            }
+        };
+        Self { kind, ..*self }
     }
 
     /// The same geometry with the peer seeing the region at `base`.
@@ -565,5 +586,112 @@ impl Drop for Cores {
         for h in self.isrs.drain(..) {
             let _ = h.join();
         }
+    }
+}
+
+/// The memory two cores of a test share: one region both see alike (coherent), or a
+/// non-coherent cache model ([`rpmsg::testing::cache`]) where each core has its own copy and
+/// sees the other's writes only through the link's cache maintenance.
+pub(crate) struct Memory {
+    coherent: Option<AlignedBytes>,
+    model: Option<std::sync::Arc<CacheModel>>,
+}
+
+impl Memory {
+    /// Both kinds over `geo` (prepared): coherent first, then the cache model with 64-byte
+    /// lines, stale lines reading as `stale` says. The cache model runs on `geo` made fit for
+    /// 64-byte lines ([`Geometry::for_cache_lines`]); each comes with the geometry it uses.
+    /// Under Miri only the coherent one (Miri checks `shm`; the model has no `unsafe`).
+    pub(crate) fn both(geo: &Geometry, stale: Stale) -> Vec<(Geometry, Self)> {
+        let mut v = vec![(*geo, Self::coherent(geo))];
+        if !cfg!(miri) {
+            let cached = geo.for_cache_lines(64);
+            v.push((cached, Self::non_coherent(&cached, stale)));
+        }
+        v
+    }
+
+    /// One region, prepared for `geo`.
+    pub(crate) fn coherent(geo: &Geometry) -> Self {
+        let bytes = AlignedBytes::new(geo.region_len());
+        geo.prepare(&bytes.region());
+        Self {
+            coherent: Some(bytes),
+            model: None,
+        }
+    }
+
+    /// The cache model over `geo`: prepared by the driver's core, settled into RAM, every ring
+    /// watched for its publish order.
+    pub(crate) fn non_coherent(geo: &Geometry, stale: Stale) -> Self {
+        let model = CacheModel::new(geo.region_len(), 64, stale);
+        geo.prepare(&model.view(0));
+        model.settle_from(0);
+        for r in geo.rings() {
+            model.watch_ring(r.base, r.layout);
+        }
+        Self {
+            coherent: None,
+            model: Some(model),
+        }
+    }
+
+    /// Whether this is the cache model.
+    pub(crate) fn cached(&self) -> bool {
+        self.model.is_some()
+    }
+
+    /// The region as `role`'s core sees it.
+    pub(crate) fn region(&self, role: Role) -> SharedRegion<'_> {
+        match (&self.model, &self.coherent) {
+            (Some(m), _) => m.view(Self::side(role)),
+            (None, Some(b)) => b.region(),
+            (None, None) => unreachable!("one or the other"),
+        }
+    }
+
+    fn side(role: Role) -> usize {
+        match role {
+            Role::Driver => 0,
+            Role::Device => 1,
+        }
+    }
+
+    /// A link of `role` (not started) on this memory.
+    pub(crate) fn link<'r, const N: usize>(
+        &'r self,
+        geo: &Geometry,
+        role: Role,
+    ) -> TestLink<'r, N> {
+        self.link_with(geo, role, geo.config(role))
+    }
+
+    /// The same with an adjusted configuration.
+    pub(crate) fn link_with<'r, const N: usize>(
+        &'r self,
+        geo: &Geometry,
+        role: Role,
+        cfg: Config,
+    ) -> TestLink<'r, N> {
+        let platform = match &self.model {
+            None => geo.platform(self.region(role)),
+            Some(m) => Loopback::non_coherent(m.clone(), Self::side(role), geo.base),
+        };
+        Link::new(self.region(role), platform, TestEnv::new(), cfg).expect("valid link config")
+    }
+
+    /// What the model saw (`None` when coherent).
+    pub(crate) fn cache_stats(&self) -> Option<CacheStats> {
+        self.model.as_ref().map(|m| m.stats())
+    }
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.cached() {
+            "non-coherent cache model"
+        } else {
+            "coherent memory"
+        })
     }
 }

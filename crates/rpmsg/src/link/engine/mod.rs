@@ -19,9 +19,9 @@ use crate::endpoint::{RxHandler, RxMode};
 use crate::error::Error;
 use crate::layout::{LayoutConfig, LiteConfig, RscConfig};
 use crate::ns::{Announcement, NsHandler};
-use crate::port::{AddressMap, Platform};
+use crate::port::{AddressMap, Barrier, Platform};
 use crate::shm::SharedRegion;
-use crate::virtqueue::{DeviceQueue, DriverQueue, Violation, Vring};
+use crate::virtqueue::{Coherence, DeviceQueue, DriverQueue, Mem, Violation, Vring};
 use crate::wire::ns::Name;
 use crate::wire::rpmsg::{HEADER_LEN, RPMSG_ADDR_ANY};
 use crate::wire::rsc::{FW_RSC_ADDR_ANY, VdevInfo, vdev_field};
@@ -246,6 +246,22 @@ pub(crate) struct Io<'a, 'r, P> {
 }
 
 impl<P: Platform> Io<'_, '_, P> {
+    /// Invalidates the resource table's area (before reading what the driver wrote there).
+    #[cfg(feature = "layout-rsc-table")]
+    pub(crate) fn invalidate_table(&self, r: &RscConfig) {
+        let len = r
+            .table_len
+            .min(self.table.len().saturating_sub(r.table_offset));
+        self.platform
+            .cache_invalidate(self.table.base_addr() + r.table_offset, len);
+    }
+
+    /// The platform's memory system over the shared region.
+    #[inline(always)]
+    pub(crate) fn mem(&self) -> Mem<'_, P> {
+        Mem::new(self.platform, &self.region)
+    }
+
     #[cfg(all(
         any(feature = "role-driver", feature = "role-device"),
         any(feature = "layout-lite", feature = "layout-rsc-table")
@@ -266,11 +282,15 @@ impl<P: Platform> Io<'_, '_, P> {
         l: &LiteConfig,
     ) -> Result<Option<Violation>, Error> {
         // Acquire: the slot and descriptor are read after the index that published them.
-        crate::shm::fence::acquire();
-        let head = self.region.read_u16(ring.avail_range().0 + 4)?;
+        let m = self.mem();
+        m.barrier(Barrier::Acquire);
+        let slot0 = ring.avail_range().0 + 4;
+        m.invalidate(slot0, 2);
+        let head = self.region.read_u16(slot0)?;
         if head >= ring.num() {
             return Ok(None); // pop_avail reports it
         }
+        m.invalidate(ring.desc(head), 16);
         let (addr, len, _) = ring.read_desc(&self.region, head)?;
         let found = self.platform.address_map().to_offset(addr, len as usize);
         let start = l.offsets().2;
@@ -290,9 +310,10 @@ impl<P: Platform> Io<'_, '_, P> {
         which: usize,
         fx: &mut Effects,
     ) {
-        let (o, l) = q.ring().used_range();
-        self.platform.cache_clean(self.region.base_addr() + o, l);
-        let want = !self.cfg.honour_no_interrupt || q.needs_notify(&self.region).unwrap_or(true);
+        // The used ring was cleaned by `push_used_with`, slot before index.
+        let want = !self.cfg.honour_no_interrupt
+            || q.needs_notify_with(&self.region, &self.mem())
+                .unwrap_or(true);
         if want {
             fx.notify[which] = true;
         } else {
@@ -412,9 +433,13 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
             }
             #[cfg(all(feature = "role-driver", feature = "layout-rsc-table"))]
             (Role::Driver, LayoutConfig::RscTable(r)) => {
+                io.invalidate_table(&r);
                 let vdev = r.read_vdev(&io.table)?;
                 let status = r.vdev_field(&vdev, vdev_field::STATUS);
                 io.table.write_u8(status, 0)?;
+                // The reset reaches the device before the rings are laid out again.
+                io.platform.cache_clean(io.table.base_addr() + status, 1);
+                io.platform.barrier(Barrier::Release);
                 io.table.write_u8(status, VIRTIO_CONFIG_S_ACKNOWLEDGE)?;
                 io.table
                     .write_u8(status, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER)?;
@@ -472,12 +497,20 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                 self.ns = g & (1 << VIRTIO_RPMSG_F_NS) != 0;
                 self.vdev = Some(vdev);
                 self.driver_setup(io, [r0, r1], [rx_pool, tx_pool])?;
+                // Features, vring addresses and rings reach the device before DRIVER_OK.
+                io.platform.cache_clean(
+                    io.table.base_addr() + r.table_offset,
+                    r.table_len
+                        .min(io.table.len().saturating_sub(r.table_offset)),
+                );
+                io.platform.barrier(Barrier::Release);
                 io.table.write_u8(
                     status,
                     VIRTIO_CONFIG_S_ACKNOWLEDGE
                         | VIRTIO_CONFIG_S_DRIVER
                         | VIRTIO_CONFIG_S_DRIVER_OK,
                 )?;
+                io.platform.cache_clean(io.table.base_addr() + status, 1);
                 self.driver_up(fx);
                 Ok(())
             }
@@ -518,6 +551,27 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                 ))
             }
         }
+    }
+
+    /// Driver: a new session on the same memory (`Link::restart`): the old one is forgotten
+    /// (`new_epoch`) and the set-up of `start_locked` runs again from scratch.
+    pub(crate) fn restart_locked<P: Platform>(
+        &mut self,
+        io: &Io<'_, 'r, P>,
+        fx: &mut Effects,
+    ) -> Result<(), Error> {
+        if io.cfg.role != Role::Driver {
+            return Err(Error::Config(
+                "only the driver restarts a link; a device follows the driver's sessions",
+            ));
+        }
+        if self.phase == Phase::Down {
+            return Err(Error::LinkDown);
+        }
+        self.new_epoch();
+        self.phase = Phase::Idle;
+        fx.wake = true;
+        self.start_locked(io, fx)
     }
 
     /// Driver: the rings are laid out and the buffers posted; the link is up.
@@ -568,12 +622,21 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                 rings[k].write_desc(&io.region, id, addr, p.size, flags)?;
             }
         }
+        let m = io.mem();
         for id in 0..pools[0].count {
             io.region.fill(pools[0].buffer(id), HEADER_LEN, 0)?;
-            rx.publish(&io.region, id)?;
+            m.clean(pools[0].buffer(id), HEADER_LEN);
+        }
+        // The zeroed rings and every descriptor reach the device before the first index
+        // that publishes any of them.
+        for r in &rings {
+            m.clean(r.base, r.layout.size);
+        }
+        for id in 0..pools[0].count {
+            rx.publish_with(&io.region, id, &m)?;
         }
         // No sender waits yet: ask the device not to interrupt us for returned tx buffers.
-        tx.set_no_interrupt(&io.region, true)?;
+        tx.set_no_interrupt_with(&io.region, true, &m)?;
         self.nfree = 0;
         for id in (0..pools[1].count).rev() {
             if let Some(f) = self.free.get_mut(self.nfree) {
@@ -581,11 +644,6 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                 self.nfree += 1;
             }
         }
-        let p = io.region.base_addr();
-        io.platform
-            .cache_clean(p + rings[0].base, rings[0].layout.size);
-        io.platform
-            .cache_clean(p + rings[1].base, rings[1].layout.size);
         self.queues = Queues::Driver {
             rx,
             tx,
@@ -607,6 +665,9 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         match io.cfg.layout {
             #[cfg(all(feature = "role-device", feature = "layout-lite"))]
             LayoutConfig::Lite(l) => {
+                if self.device_rings_relaid(io) {
+                    self.device_new_session(io, fx)?;
+                }
                 if !matches!(self.phase, Phase::Waiting) {
                     return Ok(());
                 }
@@ -614,6 +675,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                     return Ok(());
                 };
                 let kicked = io.kicked.load(Ordering::Acquire);
+                io.mem().invalidate(tx.ring().avail_idx_at(), 2);
                 let posted = tx.ring().avail_idx(&io.region)?;
                 if kicked || posted != 0 {
                     if posted != 0 {
@@ -637,11 +699,19 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                     Some(v) => r.vdev_field(&v, vdev_field::STATUS),
                     None => {
                         // Find the status byte once; the table shape is ours and stays put.
+                        io.invalidate_table(&r);
                         let v = r.read_vdev(&io.table)?;
                         self.vdev = Some(v);
                         r.vdev_field(&v, vdev_field::STATUS)
                     }
                 };
+                if self.device_rings_relaid(io) {
+                    self.device_new_session(io, fx)?;
+                    // The status is read after the index that showed the new session
+                    // (acquire), so a `DRIVER_OK` seen below is the new session's: Linux
+                    // zeroes the rings after writing 0 and before writing 0x07.
+                    io.platform.barrier(Barrier::Acquire);
+                }
                 io.platform
                     .cache_invalidate(io.table.base_addr() + status_at, 1);
                 let ok = io.table.read_u8(status_at)? & VIRTIO_CONFIG_S_DRIVER_OK != 0;
@@ -665,7 +735,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                         self.stats.sessions = self.stats.sessions.wrapping_add(1);
                         fx.wake = true;
                     }
-                    (Phase::Up, false) => {
+                    (Phase::Up | Phase::Broken(_), false) => {
                         // The driver reset the device: forget this session, wait for the next.
                         self.new_epoch();
                         self.phase = Phase::Reset;
@@ -693,6 +763,8 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         io: &Io<'_, 'r, P>,
         r: &RscConfig,
     ) -> Result<(), Error> {
+        // What the driver wrote before DRIVER_OK (features, vring addresses): read afresh.
+        io.invalidate_table(r);
         let v = r.read_vdev(&io.table)?;
         let mut rings = [None, None];
         for (k, slot) in rings.iter_mut().enumerate() {
@@ -721,6 +793,78 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         self.vdev = Some(v);
         self.queues = Queues::Device { rx, tx };
         Ok(())
+    }
+
+    /// Device: did the driver lay the rings out again for a new session, whether or not we
+    /// saw its reset? The rule (docs/architecture.md, "Sessions and epochs"): only the
+    /// device writes `used.idx` within a session, so a used index that is no longer the one we
+    /// stored means the driver started over (Linux's `rp_find_vq` zeroes the ring,
+    /// `rpmsg_lite_master_init` zeroes and pre-fills it, our `Link::restart` zeroes it). A
+    /// hostile jump of `avail.idx` leaves `used.idx` alone and stays a fatal `IndexJump`; a
+    /// driver that rewrites `used.idx` only costs itself its session. Asked when the shell
+    /// asks whether the driver is there (`check_device_up`), in `Up` and in `Broken`.
+    pub(crate) fn device_rings_relaid<P: Platform>(&self, io: &Io<'_, 'r, P>) -> bool {
+        if !matches!(self.phase, Phase::Up | Phase::Broken(_)) {
+            return false;
+        }
+        #[cfg(feature = "role-device")]
+        if let Queues::Device { tx, rx } = &self.queues {
+            let m = io.mem();
+            return [tx, rx].into_iter().any(|q| q.relaid_with(&io.region, &m));
+        }
+        let _ = io;
+        false
+    }
+
+    /// Device: the driver laid the rings out again (`device_rings_relaid`): forget this
+    /// session and wait for the new one. Resource table: `Reset`, until `DRIVER_OK` (which
+    /// Linux writes after laying out the rings). RPMsg-Lite layout: `Waiting` on the same
+    /// rings, up again by the start-up rule; the kick we noted may be the old session's, so
+    /// only a new kick counts, or a buffer posted on vring 0 (which the master posts only
+    /// after zeroing both rings).
+    pub(crate) fn device_new_session<P: Platform>(
+        &mut self,
+        io: &Io<'_, 'r, P>,
+        fx: &mut Effects,
+    ) -> Result<(), Error> {
+        #[cfg(all(feature = "role-device", feature = "layout-lite"))]
+        let rings = match &self.queues {
+            Queues::Device { tx, rx } => Some([*tx.ring(), *rx.ring()]),
+            _ => None,
+        };
+        self.new_epoch();
+        fx.wake = true;
+        match io.cfg.layout {
+            #[cfg(all(feature = "role-device", feature = "layout-lite"))]
+            LayoutConfig::Lite(_) => {
+                io.kicked.store(false, Ordering::Release);
+                if let Some([r0, r1]) = rings {
+                    self.queues = Queues::Device {
+                        tx: DeviceQueue::new(r0)
+                            .map_err(|_| Error::Config("vring larger than N"))?,
+                        rx: DeviceQueue::new(r1)
+                            .map_err(|_| Error::Config("vring larger than N"))?,
+                    };
+                }
+                self.phase = Phase::Waiting;
+            }
+            _ => self.phase = Phase::Reset,
+        }
+        Ok(())
+    }
+
+    /// Device: the ring fault `v` breaks the link, unless the driver has laid the rings out
+    /// again (`device_rings_relaid`): then the new session starts instead (`Ok`).
+    pub(crate) fn ring_fault<P: Platform>(
+        &mut self,
+        io: &Io<'_, 'r, P>,
+        fx: &mut Effects,
+        v: Violation,
+    ) -> Result<(), Error> {
+        if io.cfg.role == Role::Device && self.device_rings_relaid(io) {
+            return self.device_new_session(io, fx);
+        }
+        Err(self.fatal(fx, v))
     }
 
     pub(crate) fn new_epoch(&mut self) {

@@ -40,9 +40,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
             Queues::None => return Ok(Next::Idle),
             #[cfg(feature = "role-driver")]
             Queues::Driver { rx, rx_pool, .. } => {
-                let (o, l) = rx.ring().used_range();
-                io.platform.cache_invalidate(base + o, l);
-                match rx.pop_used(&io.region) {
+                match rx.pop_used_with(&io.region, &io.mem()) {
                     Ok(None) => return Ok(Next::Idle),
                     Ok(Some((id, used_len))) => {
                         let pool = *rx_pool;
@@ -73,9 +71,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
             }
             #[cfg(feature = "role-device")]
             Queues::Device { rx, .. } => {
-                let (o, l) = rx.ring().avail_range();
-                io.platform.cache_invalidate(base + o, l);
-                match rx.pop_avail(&io.region) {
+                match rx.pop_avail_with(&io.region, &io.mem()) {
                     Ok(None) => return Ok(Next::Idle),
                     Ok(Some(p)) => {
                         // vring 1 flags: RPMsg-Lite sets WRITE there; only chaining is refused.
@@ -107,14 +103,15 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                                 });
                                 Self::violation(&mut self.stats, v);
                                 self.stats.rx_malformed = self.stats.rx_malformed.wrapping_add(1);
-                                let _ = rx.push_used(&io.region, p.id, p.len);
+                                let _ = rx.push_used_with(&io.region, p.id, p.len, &io.mem());
                                 io.device_notify(rx, 1, fx);
                                 return Ok(Next::Again);
                             }
                         }
                     }
                     Err(v) if v.breaks_ring() => {
-                        return Err(self.fatal(fx, v));
+                        self.ring_fault(io, fx, v)?;
+                        return Ok(Next::Idle);
                     }
                     Err(v) => {
                         Self::violation(&mut self.stats, v);
@@ -340,10 +337,8 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                 // Rewrite the whole descriptor: the device could have scribbled on it.
                 rx.ring()
                     .write_desc(&io.region, id, addr, rx_pool.size, VRING_DESC_F_WRITE)?;
-                rx.publish(&io.region, id)?;
-                let (o, l) = rx.ring().avail_range();
-                io.platform.cache_clean(io.region.base_addr() + o, l);
-                if rx.needs_notify(&io.region)? {
+                rx.publish_with(&io.region, id, &io.mem())?;
+                if rx.needs_notify_with(&io.region, &io.mem())? {
                     fx.notify[0] = true;
                 }
                 Ok(())
@@ -351,7 +346,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
             #[cfg(feature = "role-device")]
             Queues::Device { rx, .. } => {
                 // used.len = desc.len satisfies every reader (wire.md 4.5).
-                rx.push_used(&io.region, id, ret_len)?;
+                rx.push_used_with(&io.region, id, ret_len, &io.mem())?;
                 io.device_notify(rx, 1, fx);
                 Ok(())
             }

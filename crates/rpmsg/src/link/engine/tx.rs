@@ -6,7 +6,7 @@ use crate::buffer::TxInfo;
 use crate::error::Error;
 use crate::port::AddressMap;
 use crate::port::Platform;
-use crate::virtqueue::Violation;
+use crate::virtqueue::{Coherence, Violation};
 use crate::wire::rpmsg::{HEADER_LEN, RpmsgRepr};
 use crate::wire::vring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT};
 
@@ -21,7 +21,6 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
             return Err(phase_error(self.phase));
         }
         let epoch = self.epoch;
-        let base = io.region.base_addr();
         #[cfg(feature = "role-device")]
         let rings = match &self.queues {
             Queues::Device { rx, tx } => [rx.ring(), tx.ring()].map(|r| (r.base, r.layout.size)),
@@ -47,10 +46,8 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                         }));
                     }
                     // Reclaim every returned buffer in one pass (one read of used.idx).
-                    let (o, l) = tx.ring().used_range();
-                    io.platform.cache_invalidate(base + o, l);
                     let (free, nfree) = (&mut self.free, &mut self.nfree);
-                    let reclaimed = tx.pop_used_all(&io.region, |id, _| {
+                    let reclaimed = tx.pop_used_all_with(&io.region, &io.mem(), |id, _| {
                         // Outstanding but not a pool buffer cannot happen: we only post pool ids.
                         if id < pool.count {
                             if let Some(f) = free.get_mut(*nfree) {
@@ -74,6 +71,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                         self.nfree -= 1;
                         let id = self.free[self.nfree];
                         let len = self.tx_desc_len.get(usize::from(id)).copied().unwrap_or(0);
+                        io.mem().invalidate(tx.ring().desc(id), 16);
                         let (addr, _, _) = tx.ring().read_desc(&io.region, id)?;
                         match io.checked_buffer(addr, len, rings) {
                             Ok(off) => {
@@ -91,9 +89,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                         }
                         continue;
                     }
-                    let (o, l) = tx.ring().avail_range();
-                    io.platform.cache_invalidate(base + o, l);
-                    match tx.pop_avail(&io.region) {
+                    match tx.pop_avail_with(&io.region, &io.mem()) {
                         Ok(None) => return Ok(None),
                         Ok(Some(p)) => {
                             let checked = io.checked_buffer(p.addr, p.len, rings);
@@ -128,7 +124,8 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                             Self::violation(&mut self.stats, v);
                         }
                         Err(v) if v.breaks_ring() => {
-                            return Err(self.fatal(fx, v));
+                            self.ring_fault(io, fx, v)?;
+                            return Err(phase_error(self.phase));
                         }
                         Err(v) => Self::violation(&mut self.stats, v),
                     }
@@ -146,7 +143,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         self.tx_waiters += 1;
         #[cfg(feature = "role-driver")]
         if let Queues::Driver { tx, .. } = &self.queues {
-            let _ = tx.enable_interrupt(&io.region);
+            let _ = tx.enable_interrupt_with(&io.region, &io.mem());
         }
     }
 
@@ -158,7 +155,7 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
         #[cfg(feature = "role-driver")]
         if self.tx_waiters == 0 {
             if let Queues::Driver { tx, .. } = &self.queues {
-                let _ = tx.set_no_interrupt(&io.region, true);
+                let _ = tx.set_no_interrupt_with(&io.region, true, &io.mem());
             }
         }
     }
@@ -184,7 +181,9 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
     pub(crate) fn ask_tx_interrupt<P: Platform>(&self, io: &Io<'_, 'r, P>) -> bool {
         match &self.queues {
             #[cfg(feature = "role-driver")]
-            Queues::Driver { tx, .. } => matches!(tx.enable_interrupt(&io.region), Ok(true)),
+            Queues::Driver { tx, .. } => {
+                matches!(tx.enable_interrupt_with(&io.region, &io.mem()), Ok(true))
+            }
             _ => false,
         }
     }
@@ -222,16 +221,14 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                     (HEADER_LEN + usize::from(hdr.len)) as u32,
                     0,
                 )?;
-                tx.publish(&io.region, t.id)?;
-                let (o, l) = tx.ring().avail_range();
-                io.platform.cache_clean(io.region.base_addr() + o, l);
-                if tx.needs_notify(&io.region)? {
+                tx.publish_with(&io.region, t.id, &io.mem())?;
+                if tx.needs_notify_with(&io.region, &io.mem())? {
                     fx.notify[1] = true;
                 }
             }
             #[cfg(feature = "role-device")]
             Queues::Device { tx, .. } => {
-                tx.push_used(&io.region, t.id, t.desc_len)?;
+                tx.push_used_with(&io.region, t.id, t.desc_len, &io.mem())?;
                 io.device_notify(tx, 0, fx);
             }
         }
