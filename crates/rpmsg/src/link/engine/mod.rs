@@ -717,8 +717,11 @@ impl<'r, const N: usize, const EPTS: usize> State<'r, N, EPTS> {
                 let ok = io.table.read_u8(status_at)? & VIRTIO_CONFIG_S_DRIVER_OK != 0;
                 match (self.phase, ok) {
                     (Phase::Waiting | Phase::Reset, true) => {
-                        // Read what the driver wrote only now, after DRIVER_OK (wire.md 13 #16).
+                        // Read what the driver wrote only now, after DRIVER_OK (wire.md 13 #16),
+                        // and behind an acquire barrier that pairs with the driver's release
+                        // before it (tests/two_threads.rs under Miri found none here).
                         // Whatever is wrong in it now is the driver's doing.
+                        io.platform.barrier(Barrier::Acquire);
                         if let Err(e) = self.attach_device_rsc(io, &r) {
                             let e = match e {
                                 Error::Config(what) => {
